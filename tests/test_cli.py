@@ -1,0 +1,125 @@
+"""The command line as a user meets it: real process, exit codes, one-line errors, report files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CAPTURES = REPO / "captures"
+MIXED = CAPTURES / "vxlan-tls13-mixed.pcap"
+TLS12_ONLY = CAPTURES / "vxlan-tls12-chain.pcap"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from verifier.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "150"},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("verifier: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_findings_exit_1_and_the_table_names_them() -> None:
+    result = run("analyze", MIXED)
+    assert result.returncode == 1, result.stderr
+    assert "Overall: FAIL" in result.stdout
+    assert "plaintext(http)" in result.stdout and "TLS1.3" in result.stdout
+    assert "Coverage" in result.stdout and "VNI 4242" in result.stdout
+
+
+def test_no_failures_exit_0() -> None:
+    result = run("analyze", TLS12_ONLY)
+    assert result.returncode == 0, result.stderr
+    assert "Overall: WARN" in result.stdout
+
+
+def test_json_report_file(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = run("analyze", MIXED, TLS12_ONLY, "--format", "json", "--output", out)
+    assert result.returncode == 1 and result.stdout == ""
+    report = json.loads(out.read_text())
+    assert report["schema_version"] == "1.0"
+    assert [c["path"] for c in report["captures"]] == [str(MIXED), str(TLS12_ONLY)]
+    assert all(len(c["sha256"]) == 64 for c in report["captures"])
+    assert report["summary"]["flows"] == len(report["flows"]) == 8
+    assert report["summary"]["by_verdict"] == {"FAIL": 4, "PASS": 2, "WARN": 2}
+    required = {"client", "server", "vni", "category", "tls_version", "cipher_suite", "sni", "alpn",
+                "handshake_seen", "verdict", "reason"}  # fmt: skip
+    assert all(required <= set(flow) for flow in report["flows"])
+    tls12 = [f for f in report["flows"] if f["category"] == "TLS1.2"]
+    chain = {c["sha256"] for c in report["certificates"]}
+    assert tls12 and all(f["server_certificates"] and set(f["server_certificates"]) <= chain for f in tls12)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_gzip_is_read_transparently_whatever_the_name(tmp_path: Path) -> None:
+    packed = tmp_path / "capture.bin"
+    packed.write_bytes(gzip.compress(MIXED.read_bytes()))
+    result = run("analyze", packed, "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["captures"][0]["compressed"] is True and report["summary"]["flows"] == 6
+
+
+def test_not_a_capture(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.pcap"
+    junk.write_bytes(b"this is not a capture at all, just text\n" * 10)
+    assert_one_line_error(run("analyze", junk), str(junk), "not a capture")
+
+
+def test_truncated_capture_names_the_offset(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(MIXED.read_bytes()[:5000])
+    assert_one_line_error(run("analyze", cut), str(cut), "truncated", "byte")
+
+
+def test_missing_file_and_missing_keylog(tmp_path: Path) -> None:
+    assert_one_line_error(run("analyze", tmp_path / "absent.pcap"), "absent.pcap")
+    assert_one_line_error(run("analyze", MIXED, "--keylog", tmp_path / "keys.log"), "keys.log", "key log")
+
+
+def test_unwritable_output_leaves_nothing_behind(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run("analyze", MIXED, "--output", tmp_path / "no" / "such" / "dir.json"), "dir.json"
+    )
+
+
+def test_failed_analysis_does_not_replace_an_existing_report(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    out.write_text("previous report")
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(MIXED.read_bytes()[:5000])
+    assert_one_line_error(run("analyze", bad, "--format", "json", "--output", out))
+    assert out.read_text() == "previous report"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize(
+    "args", [("analyze",), ("analyze", MIXED, "--format", "xml"), ("analyze", "--bogus")]
+)
+def test_usage_errors_exit_2(args: tuple[str | Path, ...]) -> None:
+    result = run(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("verifier ")

@@ -1,0 +1,140 @@
+"""The report model: what the analysis concludes, as plain frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+# Categories, spelled as in the corpus ground truth so the two compare directly.
+TLS13 = "TLS1.3"
+TLS12 = "TLS1.2"
+TLS10_11 = "TLS1.0-1.1"
+SSLV3 = "SSLv3"
+SSLV2 = "SSLv2"
+TLS_NO_HANDSHAKE = "TLS-no-handshake-visible"
+TLS_INCOMPLETE = "TLS-incomplete"
+OTHER_ENCRYPTED_SSH = "other-encrypted(ssh)"
+UNKNOWN_DATA = "unknown(data)"
+NO_PAYLOAD = "no-payload"
+
+
+def plaintext_category(protocol: str) -> str:
+    return f"plaintext({protocol})"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """Everything the report says about one TCP connection (one direction pair, one VNI)."""
+
+    client: str  # "ip:port" ("[v6]:port")
+    server: str
+    vni: int | None
+    first_seen: float
+    last_seen: float
+    role_rule: str  # what decided who is the client: SYN, SYN-ACK, ClientHello, port, first packet
+    midstream: bool  # no SYN seen: the connection began before the capture (or its start was lost)
+    handshake_seen: bool  # a ClientHello or ServerHello was visible
+    category: str
+    protocol: str | None  # cleartext protocol, or the one that upgraded to TLS
+    upgrade_from: str | None
+    tls_version: str | None
+    cipher_suite: int | None
+    cipher_suite_name: str | None
+    sni: str | None
+    alpn: str | None  # selected by the server, when visible (TLS 1.3 encrypts it)
+    alpn_offered: tuple[str, ...]
+    ja4: str | None
+    hello_retry_request: bool
+    server_certificates: tuple[
+        str, ...
+    ]  # SHA-256 of each DER certificate, leaf first (see Report.certificates)
+    client_certificates: tuple[str, ...]
+    alerts: tuple[str, ...]
+    evidence: str  # what on the wire the category rests on
+    evidence_truncated: bool  # buffering stopped at the configured cap before the decision was final
+    packets_client: int
+    packets_server: int
+    bytes_client: int  # TCP payload bytes
+    bytes_server: int
+    retransmissions: int
+    out_of_order: int
+    gaps: int
+    gap_bytes: int
+    truncated_frames: int
+    verdict: Verdict
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VniCoverage:
+    vni: int | None
+    frames: int  # TCP segments of the flows of this VNI
+    flows: int
+    flows_with_handshake: int
+    midstream_flows: int
+    gaps: int
+    gap_bytes: int
+    retransmissions: int
+    out_of_order: int
+    truncated_frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How much of the traffic the analysis could see, for the whole input."""
+
+    frames: int
+    tcp_segments: int
+    not_analysed: dict[str, int]  # frames without an analysable TCP segment, by reason
+    truncated_frames: int
+    ip_fragments: int
+    flows: int
+    flows_with_handshake: int
+    flows_without_handshake: int
+    midstream_flows: int
+    gaps: int
+    gap_bytes: int
+    retransmissions: int
+    out_of_order: int
+    evidence_truncated_flows: int
+    per_vni: tuple[VniCoverage, ...]
+    first_timestamp: float | None
+    last_timestamp: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    flows: int
+    by_verdict: dict[str, int]
+    by_category: dict[str, int]
+    verdict: Verdict  # the worst flow verdict; INCONCLUSIVE when there are no flows at all
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSource:
+    path: str
+    format: str
+    compressed: bool
+    size: int
+    sha256: str
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    schema_version: str
+    tool_version: str
+    captures: tuple[CaptureSource, ...]
+    keylog: str | None  # key log given for TLS 1.3 chain recovery (used by certificate verification)
+    flows: tuple[FlowRecord, ...]
+    certificates: dict[str, bytes]  # SHA-256 hex -> DER, each certificate once
+    summary: Summary
+    coverage: Coverage

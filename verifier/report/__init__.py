@@ -1,0 +1,1 @@
+"""Report writers: render the core's report model for people and programs."""

@@ -1,0 +1,83 @@
+"""JSON rendering of a Report (schema: docs/report-json.md).
+
+``JsonReportWriter`` streams: flow records are written as they arrive, everything else when the analysis
+ends, so a capture with millions of flows is written in constant memory. The object's keys therefore come
+in the order flows, then the rest; JSON readers do not care.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from verifier import __version__
+from verifier.core.model import FlowRecord, Report
+
+
+class JsonReportWriter:
+    def __init__(self, out: TextIO, schema_version: str) -> None:
+        self._out = out
+        self._first = True
+        out.write(f'{{"schema_version": {json.dumps(schema_version)},\n')
+        out.write(f' "tool": {{"name": "verifier", "version": {json.dumps(__version__)}}},\n')
+        out.write(' "flows": [')
+
+    def flow(self, record: FlowRecord) -> None:
+        self._out.write("\n  " if self._first else ",\n  ")
+        self._first = False
+        json.dump(flow_to_dict(record), self._out, separators=(", ", ": "))
+
+    def finish(self, report: Report) -> None:
+        """Write the flows collected in ``report`` (if any) and everything that is not a flow."""
+        for record in report.flows:
+            self.flow(record)
+        rest = report_to_dict(report)
+        del rest["schema_version"], rest["tool"], rest["flows"]
+        self._out.write("\n ],\n")
+        body = json.dumps(rest, indent=1)
+        self._out.write(" " + body[1:].lstrip())  # the members of `rest`, continuing this object
+        self._out.write("\n")
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    coverage = asdict(report.coverage)
+    coverage["first_timestamp"] = _iso(report.coverage.first_timestamp)
+    coverage["last_timestamp"] = _iso(report.coverage.last_timestamp)
+    coverage["per_vni"] = list(coverage["per_vni"])
+    return {
+        "schema_version": report.schema_version,
+        "tool": {"name": "verifier", "version": report.tool_version},
+        "captures": [asdict(capture) for capture in report.captures],
+        "keylog": report.keylog,
+        "summary": asdict(report.summary),
+        "coverage": coverage,
+        "flows": [flow_to_dict(flow) for flow in report.flows],
+        "certificates": [
+            {"sha256": digest, "der_base64": base64.b64encode(der).decode("ascii")}
+            for digest, der in report.certificates.items()
+        ],
+    }
+
+
+_FLOW_FIELDS = tuple(field.name for field in fields(FlowRecord))
+
+
+def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
+    # Not dataclasses.asdict: its recursive deep copy costs more than the whole analysis of a flow.
+    record = {name: getattr(flow, name) for name in _FLOW_FIELDS}
+    record["first_seen"] = _iso(flow.first_seen)
+    record["last_seen"] = _iso(flow.last_seen)
+    record["cipher_suite"] = f"0x{flow.cipher_suite:04x}" if flow.cipher_suite is not None else None
+    record["verdict"] = flow.verdict.value
+    for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
+        record[name] = list(record[name])
+    return record
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
