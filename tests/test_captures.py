@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import shutil
 from collections import defaultdict
@@ -203,3 +204,27 @@ def test_analyser_agrees_with_manifest(manifest_path: Path) -> None:
         for flow in manifest["flows"]
     }
     assert dict(seen) == expected
+
+
+@needs_tshark
+@pytest.mark.parametrize("manifest_path", MANIFESTS, ids=manifest_ids(MANIFESTS))
+def test_analyser_agrees_with_tshark_connection_by_connection(manifest_path: Path) -> None:
+    """Differential: each TCP connection tshark saw, against ours, matched by server, VNI and SYN time."""
+    capture = CAPTURES / load(manifest_path)["capture"]
+    ours = {
+        (flow.server, flow.vni, round(flow.first_seen, 6)): flow for flow in analyze_files([capture]).flows
+    }
+    streams = tshark_streams(capture)
+    assert len(ours) == len(streams)
+    for stream in streams:
+        flow = ours[(stream.server, stream.vni, round(stream.first_seen.timestamp(), 6))]
+        if "tls" in stream.protocols:
+            assert {flow.tls_version} == stream.tls_versions, (flow, stream)
+            assert ({flow.sni} if flow.sni else set()) == stream.snis, (flow, stream)
+            expected = [hashlib.sha256(der).hexdigest() for der in stream.certificates]
+            assert list(flow.server_certificates) == expected, (flow, stream)
+        else:
+            assert flow.category.startswith("plaintext(") and flow.protocol in stream.protocols, (
+                flow,
+                stream,
+            )

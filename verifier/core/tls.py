@@ -10,11 +10,11 @@ Parsers follow the core contract (see ``verifier.errors``): ``None`` when more b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
 from dataclasses import dataclass
-from enum import Enum
 
 from verifier.errors import ParseError
 
@@ -115,47 +115,26 @@ class TlsDirectionState:
 
 # ---------------------------------------------------------------------------------------------------------
 # Byte reading
+#
+# Hellos are read with offsets into the message, not through a reader object: one hello per direction of
+# every TLS flow makes them the hot path. Each length is checked against the bytes there before the fields
+# it covers are read, so short or overlong input is a ParseError, never an IndexError.
 
 
-class _Reader:
-    """Sequential reads over a complete message; running past its end is a ParseError."""
-
-    __slots__ = ("_data", "_pos", "_what")
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self._data = data
-        self._pos = 0
-        self._what = what
-
-    def remaining(self) -> int:
-        return len(self._data) - self._pos
-
-    def take(self, count: int) -> bytes:
-        if count > self.remaining():
-            raise ParseError(f"{self._what}: needs {count} more bytes, {self.remaining()} left")
-        start = self._pos
-        self._pos += count
-        return self._data[start : self._pos]
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def vector(self, length_size: int) -> bytes:
-        """An opaque vector preceded by its length in ``length_size`` bytes."""
-        return self.take(self.uint(length_size))
-
-    def finish(self) -> None:
-        if self.remaining():
-            raise ParseError(f"{self._what}: {self.remaining()} unexpected trailing bytes")
+def _uint16s(data: bytes, start: int, end: int, what: str) -> tuple[int, ...]:
+    """The 16-bit values in ``data[start:end]`` (``end`` within ``data``)."""
+    if (end - start) % 2:
+        raise ParseError(f"{what}: odd length {end - start} for a list of 16-bit values")
+    return struct.unpack_from(f">{(end - start) >> 1}H", data, start)
 
 
-def _uint16_list(raw: bytes, what: str) -> tuple[int, ...]:
-    if len(raw) % 2:
-        raise ParseError(f"{what}: odd length {len(raw)} for a list of 16-bit values")
-    return struct.unpack(f">{len(raw) // 2}H", raw)
+# Bytes safe text keeps as they are: printable ASCII except the backslash.
+_LITERAL_BYTES = bytes(b for b in range(0x20, 0x7F) if b != 0x5C)
 
 
 def _safe_text(raw: bytes) -> str:
+    if not raw.translate(None, _LITERAL_BYTES):  # the usual host name or protocol: nothing to escape
+        return raw.decode("ascii")
     return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
 
 
@@ -168,9 +147,8 @@ def _wire_bytes(text: str) -> bytes:
     return b"".join(bytes.fromhex(part) if i % 2 else part.encode() for i, part in enumerate(parts))
 
 
-def _is_grease(value: int) -> bool:
-    """GREASE values of RFC 8701: 0x0a0a, 0x1a1a, ..., 0xfafa."""
-    return value <= 0xFFFF and value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
+# GREASE values of RFC 8701: 0x0a0a, 0x1a1a, ..., 0xfafa.
+_GREASE = frozenset(range(0x0A0A, 0xFAFB, 0x1010))
 
 
 def _normalized_version(version: int) -> int:
@@ -240,127 +218,165 @@ def looks_like_tls(data: bytes | bytearray) -> bool:
 # Hellos and certificates
 
 
-def _parse_extensions(reader: _Reader, what: str) -> list[tuple[int, bytes]]:
-    """The optional extensions block that ends a hello (absent in SSLv3-style hellos)."""
-    if not reader.remaining():
-        return []
-    block = _Reader(reader.vector(2), f"{what} extensions")
-    reader.finish()
-    extensions = []
-    while block.remaining():
-        ext_type = block.uint(2)
-        extensions.append((ext_type, block.vector(2)))
-    return extensions
+def _extension_starts(body: bytes, pos: int, what: str) -> tuple[list[int], list[int]]:
+    """The extensions block that ends a hello at ``pos``: each extension's type and where its data starts
+    (the data's length is in the 2 bytes before). No block at all (SSLv3-style hellos) is no extensions."""
+    size = len(body)
+    types: list[int] = []
+    starts: list[int] = []
+    if pos == size:
+        return types, starts
+    if size - pos < 2 or pos + 2 + (body[pos] << 8 | body[pos + 1]) != size:
+        raise ParseError(f"{what}: extensions block length does not match the {size - pos} bytes left")
+    pos += 2
+    while pos + 4 <= size:
+        types.append(body[pos] << 8 | body[pos + 1])
+        starts.append(pos + 4)
+        pos += 4 + (body[pos + 2] << 8 | body[pos + 3])
+    if pos != size:
+        raise ParseError(f"{what}: an extension overruns the extensions block")
+    return types, starts
+
+
+def _first_of_each(types: list[int], starts: list[int]) -> dict[int, int]:
+    """Where the data of the first extension of each type starts."""
+    return dict(zip(reversed(types), reversed(starts), strict=True))
+
+
+def _extension_data(body: bytes, start: int) -> bytes:
+    return body[start : start + (body[start - 2] << 8 | body[start - 1])]
 
 
 def _parse_server_name(data: bytes) -> str | None:
     if not data:
         return None
-    reader = _Reader(data, "server_name")
-    names = _Reader(reader.vector(2), "server_name list")
-    reader.finish()
+    size = len(data)
+    if size < 2 or 2 + (data[0] << 8 | data[1]) != size:
+        raise ParseError("server_name: list length does not match the extension length")
     host = None
-    while names.remaining():
-        name_type = names.uint(1)
-        name = names.vector(2)
-        if name_type == 0 and host is None:
-            host = _safe_text(name)
+    pos = 2
+    while pos + 3 <= size:  # name type, name length
+        name_end = pos + 3 + (data[pos + 1] << 8 | data[pos + 2])
+        if data[pos] == 0 and host is None and name_end <= size:
+            host = _safe_text(data[pos + 3 : name_end])
+        pos = name_end
+    if pos != size:
+        raise ParseError("server_name: a name overruns the list")
     return host
 
 
 def _parse_alpn(data: bytes) -> tuple[str, ...]:
-    reader = _Reader(data, "ALPN")
-    names = _Reader(reader.vector(2), "ALPN protocol list")
-    reader.finish()
+    size = len(data)
+    if size < 2 or 2 + (data[0] << 8 | data[1]) != size:
+        raise ParseError("ALPN: protocol list length does not match the extension length")
     protocols = []
-    while names.remaining():
-        protocols.append(_safe_text(names.vector(1)))
+    pos = 2
+    while pos < size:
+        end = pos + 1 + data[pos]
+        protocols.append(_safe_text(data[pos + 1 : end]))
+        pos = end
+    if pos != size:
+        raise ParseError("ALPN: a protocol name overruns the list")
     return tuple(protocols)
 
 
-def _uint16_extension(
-    extensions: dict[int, bytes], ext_type: int, length_size: int, what: str
-) -> tuple[int, ...]:
-    """The list of 16-bit values an extension holds, () when the extension is absent."""
-    if ext_type not in extensions:
+def _uint16_extension(body: bytes, start: int | None, length_size: int, what: str) -> tuple[int, ...]:
+    """The 16-bit values of the extension whose data starts at ``start``: one vector of them, its length in
+    ``length_size`` bytes. () when the extension is absent (``start`` None)."""
+    if start is None:
         return ()
-    reader = _Reader(extensions[ext_type], what)
-    values = _uint16_list(reader.vector(length_size), what)
-    reader.finish()
-    return values
-
-
-def _first_of_each(extensions: list[tuple[int, bytes]]) -> dict[int, bytes]:
-    first: dict[int, bytes] = {}
-    for ext_type, data in extensions:
-        first.setdefault(ext_type, data)
-    return first
+    end = start + (body[start - 2] << 8 | body[start - 1])
+    values_start = start + length_size
+    if values_start > end or values_start + int.from_bytes(body[start:values_start], "big") != end:
+        raise ParseError(f"{what}: list length does not match the extension length")
+    return _uint16s(body, values_start, end, what)
 
 
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte handshake header)."""
-    reader = _Reader(body, "ClientHello")
-    legacy_version = reader.uint(2)
-    random = reader.take(32)
-    session_id = reader.vector(1)
-    if len(session_id) > 32:
-        raise ParseError(f"ClientHello: session id of {len(session_id)} bytes")
-    cipher_suites = _uint16_list(reader.vector(2), "ClientHello cipher suites")
-    if not cipher_suites:
+    size = len(body)
+    if size < 35:
+        raise ParseError(f"ClientHello: {size} bytes cannot hold version, random and session id length")
+    if body[34] > 32:
+        raise ParseError(f"ClientHello: session id of {body[34]} bytes")
+    suites_start = 35 + body[34] + 2
+    if size < suites_start:
+        raise ParseError("ClientHello: ends before its cipher suites")
+    suites_end = suites_start + (body[suites_start - 2] << 8 | body[suites_start - 1])
+    if size < suites_end + 1:
+        raise ParseError("ClientHello: ends in its cipher suites")
+    if suites_end == suites_start:
         raise ParseError("ClientHello: no cipher suites")
-    if not reader.vector(1):
+    cipher_suites = _uint16s(body, suites_start, suites_end, "ClientHello cipher suites")
+    compression_end = suites_end + 1 + body[suites_end]
+    if compression_end == suites_end + 1:
         raise ParseError("ClientHello: no compression methods")
-    extensions = _parse_extensions(reader, "ClientHello")
-    first = _first_of_each(extensions)
+    if size < compression_end:
+        raise ParseError("ClientHello: ends in its compression methods")
+    types, starts = _extension_starts(body, compression_end, "ClientHello")
+    first = _first_of_each(types, starts)
+    start = first.get(_EXT_SERVER_NAME)
+    sni = None if start is None else _parse_server_name(_extension_data(body, start))
+    start = first.get(_EXT_ALPN)
+    alpn = () if start is None else _parse_alpn(_extension_data(body, start))
     return ClientHello(
-        legacy_version=legacy_version,
-        random=random,
-        session_id=session_id,
-        cipher_suites=cipher_suites,
-        extension_types=tuple(ext_type for ext_type, _ in extensions),
-        sni=_parse_server_name(first[_EXT_SERVER_NAME]) if _EXT_SERVER_NAME in first else None,
-        alpn=_parse_alpn(first[_EXT_ALPN]) if _EXT_ALPN in first else (),
-        supported_versions=_uint16_extension(first, _EXT_SUPPORTED_VERSIONS, 1, "supported_versions"),
-        signature_algorithms=_uint16_extension(first, _EXT_SIGNATURE_ALGORITHMS, 2, "signature_algorithms"),
-        supported_groups=_uint16_extension(first, _EXT_SUPPORTED_GROUPS, 2, "supported_groups"),
-        has_ech=_EXT_ENCRYPTED_CLIENT_HELLO in first,
-        sslv2_format=False,
+        body[0] << 8 | body[1],  # legacy_version
+        body[2:34],  # random
+        body[35 : suites_start - 2],  # session_id
+        cipher_suites,
+        tuple(types),
+        sni,
+        alpn,
+        _uint16_extension(body, first.get(_EXT_SUPPORTED_VERSIONS), 1, "supported_versions"),
+        _uint16_extension(body, first.get(_EXT_SIGNATURE_ALGORITHMS), 2, "signature_algorithms"),
+        _uint16_extension(body, first.get(_EXT_SUPPORTED_GROUPS), 2, "supported_groups"),
+        _EXT_ENCRYPTED_CLIENT_HELLO in first,  # has_ech
+        False,  # sslv2_format
     )
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
     """A ServerHello handshake message body (after the 4-byte handshake header)."""
-    reader = _Reader(body, "ServerHello")
-    legacy_version = reader.uint(2)
-    random = reader.take(32)
-    old_draft = 0x7F00 <= legacy_version <= _LAST_OLD_FORMAT_DRAFT
-    session_id = b"" if old_draft else reader.vector(1)
-    if len(session_id) > 32:
-        raise ParseError(f"ServerHello: session id of {len(session_id)} bytes")
-    cipher_suite = reader.uint(2)
-    if not old_draft:
-        reader.uint(1)  # compression method
-    extensions = _parse_extensions(reader, "ServerHello")
-    first = _first_of_each(extensions)
+    size = len(body)
+    if size < 34:
+        raise ParseError(f"ServerHello: {size} bytes cannot hold version and random")
+    legacy_version = body[0] << 8 | body[1]
+    if 0x7F00 <= legacy_version <= _LAST_OLD_FORMAT_DRAFT:  # no session id, no compression method
+        session_id = b""
+        suite_start = 34
+        extensions_start = 36
+    else:
+        if size < 35:
+            raise ParseError("ServerHello: ends before its session id")
+        if body[34] > 32:
+            raise ParseError(f"ServerHello: session id of {body[34]} bytes")
+        suite_start = 35 + body[34]
+        session_id = body[35:suite_start]
+        extensions_start = suite_start + 3  # cipher suite, compression method
+    if size < extensions_start:
+        raise ParseError("ServerHello: ends before its extensions")
+    types, starts = _extension_starts(body, extensions_start, "ServerHello")
+    first = _first_of_each(types, starts)
     selected_version = None
-    if _EXT_SUPPORTED_VERSIONS in first:
-        raw = first[_EXT_SUPPORTED_VERSIONS]
+    start = first.get(_EXT_SUPPORTED_VERSIONS)
+    if start is not None:
+        raw = _extension_data(body, start)
         if len(raw) != 2:
             raise ParseError(f"ServerHello: supported_versions of {len(raw)} bytes, expected 2")
-        selected_version = int.from_bytes(raw, "big")
-    alpn = _parse_alpn(first[_EXT_ALPN]) if _EXT_ALPN in first else ()
+        selected_version = raw[0] << 8 | raw[1]
+    start = first.get(_EXT_ALPN)
+    alpn = () if start is None else _parse_alpn(_extension_data(body, start))
+    random = body[2:34]
     return ServerHello(
-        legacy_version=legacy_version,
-        random=random,
-        session_id=session_id,
-        cipher_suite=cipher_suite,
-        extension_types=tuple(ext_type for ext_type, _ in extensions),
-        selected_version=selected_version,
-        negotiated_version=_normalized_version(
-            legacy_version if selected_version is None else selected_version
-        ),
-        is_hello_retry_request=random == _HELLO_RETRY_REQUEST_RANDOM,
-        alpn=alpn[0] if alpn else None,
+        legacy_version,
+        random,
+        session_id,
+        body[suite_start] << 8 | body[suite_start + 1],  # cipher_suite
+        tuple(types),
+        selected_version,
+        _normalized_version(legacy_version if selected_version is None else selected_version),
+        random == _HELLO_RETRY_REQUEST_RANDOM,  # is_hello_retry_request
+        alpn[0] if alpn else None,
     )
 
 
@@ -369,19 +385,32 @@ def parse_certificate(body: bytes, tls13: bool) -> tuple[bytes, ...]:
 
     TLS 1.3 (RFC 8446 4.4.2) adds a request context before the list and extensions after each entry.
     """
-    reader = _Reader(body, "Certificate")
+    size = len(body)
+    pos = 0
     if tls13:
-        reader.vector(1)  # certificate_request_context
-    entries = _Reader(reader.vector(3), "certificate list")
-    reader.finish()
+        if not size:
+            raise ParseError("Certificate: empty message")
+        pos = 1 + body[0]  # after certificate_request_context
+    if size - pos < 3 or pos + 3 + int.from_bytes(body[pos : pos + 3], "big") != size:
+        raise ParseError("Certificate: list length does not match the message length")
+    pos += 3
     certificates = []
-    while entries.remaining():
-        certificate = entries.vector(3)
-        if not certificate:
+    while pos < size:
+        if size - pos < 3:
+            raise ParseError("Certificate: entry length cut short")
+        end = pos + 3 + int.from_bytes(body[pos : pos + 3], "big")
+        if end == pos + 3:
             raise ParseError("Certificate: empty certificate entry")
-        if tls13:
-            entries.vector(2)  # per-entry extensions
-        certificates.append(certificate)
+        if end > size:
+            raise ParseError("Certificate: an entry overruns the list")
+        certificates.append(body[pos + 3 : end])
+        pos = end
+        if tls13:  # per-entry extensions
+            if size - pos < 2:
+                raise ParseError("Certificate: entry extensions length cut short")
+            pos += 2 + (body[pos] << 8 | body[pos + 1])
+    if pos != size:
+        raise ParseError("Certificate: entry extensions overrun the list")
     return tuple(certificates)
 
 
@@ -409,24 +438,24 @@ def parse_sslv2_client_hello(data: bytes | bytearray) -> ClientHello | None:
         raise ParseError(f"SSLv2 ClientHello version 0x{data[3]:02x}{data[4]:02x}")
     if len(data) < 2 + length:
         return None
-    reader = _Reader(bytes(data[3 : 2 + length]), "SSLv2 ClientHello")
-    version = reader.uint(2)
-    specs_length, session_id_length, challenge_length = reader.uint(2), reader.uint(2), reader.uint(2)
+    # After the message type: version, then the lengths of cipher specs, session id and challenge.
+    body = bytes(data[3 : 2 + length])
+    version, specs_length, session_id_length, challenge_length = struct.unpack_from(">4H", body)
     if specs_length == 0 or specs_length % 3:
         raise ParseError(f"SSLv2 ClientHello: cipher specs length {specs_length}")
     if session_id_length not in (0, 16):
         raise ParseError(f"SSLv2 ClientHello: session id length {session_id_length}")
     if not 16 <= challenge_length <= 32:
         raise ParseError(f"SSLv2 ClientHello: challenge length {challenge_length}")
-    specs = reader.take(specs_length)
-    session_id = reader.take(session_id_length)
-    challenge = reader.take(challenge_length)
-    reader.finish()
+    session_id_start = 8 + specs_length
+    challenge_start = session_id_start + session_id_length
+    if challenge_start + challenge_length != len(body):
+        raise ParseError(f"SSLv2 ClientHello: fields do not add up to the {len(body)} bytes of the message")
     return ClientHello(
         legacy_version=version,
-        random=challenge,
-        session_id=session_id,
-        cipher_suites=tuple(int.from_bytes(specs[i : i + 3], "big") for i in range(0, specs_length, 3)),
+        random=body[challenge_start:],
+        session_id=body[session_id_start:challenge_start],
+        cipher_suites=tuple(int.from_bytes(body[i : i + 3], "big") for i in range(8, session_id_start, 3)),
         extension_types=(),
         sni=None,
         alpn=(),
@@ -440,14 +469,14 @@ def parse_sslv2_client_hello(data: bytes | bytearray) -> ClientHello | None:
 
 def _parse_sslv2_server_hello(body: bytes) -> bytes:
     """The certificate of an SSLv2 SERVER-HELLO body (after the message type byte)."""
-    reader = _Reader(body, "SSLv2 ServerHello")
-    reader.take(4)  # session-id-hit, certificate type, server version
-    certificate_length, specs_length, connection_id_length = reader.uint(2), reader.uint(2), reader.uint(2)
-    certificate = reader.take(certificate_length)
-    reader.take(specs_length)
-    reader.take(connection_id_length)
-    reader.finish()
-    return certificate
+    # session-id-hit, certificate type, server version (4 bytes), then the lengths of the certificate, the
+    # cipher specs and the connection id
+    if len(body) < 10:
+        raise ParseError(f"SSLv2 ServerHello: {len(body)} bytes")
+    certificate_length, specs_length, connection_id_length = struct.unpack_from(">3H", body, 4)
+    if 10 + certificate_length + specs_length + connection_id_length != len(body):
+        raise ParseError(f"SSLv2 ServerHello: fields do not add up to the {len(body)} bytes of the message")
+    return body[10 : 10 + certificate_length]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -477,12 +506,35 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
 
     ``transport`` is "t" (TLS over TCP), "q" (QUIC) or "d" (DTLS).
     """
-    offered = [v for v in hello.supported_versions if not _is_grease(v)]
-    version = _JA4_VERSIONS.get(max(offered) if offered else hello.legacy_version, "00")
-    ciphers = [f"{c:04x}" for c in hello.cipher_suites if not _is_grease(c)]
-    extensions = [e for e in hello.extension_types if not _is_grease(e)]
+    return _ja4(
+        transport,
+        hello.legacy_version,
+        hello.supported_versions,
+        hello.cipher_suites,
+        hello.extension_types,
+        hello.alpn[0] if hello.alpn else "",
+        hello.signature_algorithms,
+    )
+
+
+# Clients repeat a few profiles over many connections, so fingerprints are memoized on exactly the fields
+# they depend on (the random and session id, which differ per connection, are not among them).
+@functools.lru_cache(maxsize=4096)
+def _ja4(
+    transport: str,
+    legacy_version: int,
+    supported_versions: tuple[int, ...],
+    cipher_suites: tuple[int, ...],
+    extension_types: tuple[int, ...],
+    first_alpn: str,
+    signature_algorithms: tuple[int, ...],
+) -> str:
+    offered = [v for v in supported_versions if v not in _GREASE]
+    version = _JA4_VERSIONS.get(max(offered) if offered else legacy_version, "00")
+    ciphers = [f"{c:04x}" for c in cipher_suites if c not in _GREASE]
+    extensions = [e for e in extension_types if e not in _GREASE]
     destination = "d" if _EXT_SERVER_NAME in extensions else "i"
-    alpn = _wire_bytes(hello.alpn[0]) if hello.alpn else b""
+    alpn = _wire_bytes(first_alpn)
     if not alpn:
         alpn_code = "00"
     elif alpn[:1].isalnum() and alpn[-1:].isalnum():
@@ -496,7 +548,7 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     hashed_extensions = sorted(f"{e:04x}" for e in extensions if e not in (_EXT_SERVER_NAME, _EXT_ALPN))
     if hashed_extensions:
         text = ",".join(hashed_extensions)
-        algorithms = [f"{a:04x}" for a in hello.signature_algorithms if not _is_grease(a)]
+        algorithms = [f"{a:04x}" for a in signature_algorithms if a not in _GREASE]
         if algorithms:
             text += "_" + ",".join(algorithms)
         part_c = _ja4_hash(text)
@@ -921,19 +973,15 @@ def cipher_suite_class(suite: int) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # One direction of a stream
 
+# How the stream is framed so far.
+_START_FRAMING = 1  # nothing read yet
+_TLS_FRAMING = 2
+_SSLV2_FRAMING = 3  # began with an SSLv2-format hello; TLS records may still follow (a TLS server answered)
 
-class _Framing(Enum):
-    START = 1  # nothing read yet
-    TLS = 2
-    SSLV2 = 3  # began with an SSLv2-format hello; TLS records may still follow (a TLS server answered)
-
-
-class _Body(Enum):
-    """What to do with the body of the record being read."""
-
-    HANDSHAKE = 1  # cleartext handshake bytes: reassembled into messages
-    ENCRYPTED = 2  # skipped, counted as an encrypted record
-    OPAQUE = 3  # skipped, not counted: cleartext heartbeats, SSLv2 records after the hellos
+# What to do with the body of the record being read.
+_HANDSHAKE_BODY = 1  # cleartext handshake bytes: reassembled into messages
+_ENCRYPTED_BODY = 2  # skipped, counted as an encrypted record
+_OPAQUE_BODY = 3  # skipped, not counted: cleartext heartbeats, SSLv2 records after the hellos
 
 
 def _offers_tls13(hello: ClientHello) -> bool:
@@ -954,13 +1002,35 @@ class TlsStreamParser:
     are kept.
     """
 
+    __slots__ = (
+        "_alerts",
+        "_body",
+        "_body_left",
+        "_buf",
+        "_bytes_parsed",
+        "_certificates",
+        "_change_cipher_spec",
+        "_client_hellos",
+        "_encrypted",
+        "_encrypted_records",
+        "_failure",
+        "_framing",
+        "_handshake",
+        "_handshake_types",
+        "_is_server",
+        "_record_end",
+        "_record_versions",
+        "_server_hellos",
+        "_snapshot",
+    )
+
     def __init__(self, *, is_server: bool) -> None:
         self._is_server = is_server
         self._failure: str | None = None
-        self._framing = _Framing.START
+        self._framing = _START_FRAMING
         self._buf = bytearray()  # received bytes not yet consumed
         self._body_left = 0  # bytes of the current record's body still to come
-        self._body = _Body.OPAQUE
+        self._body = _OPAQUE_BODY
         self._record_end = 0  # stream offset where the current record ends
         self._handshake = bytearray()  # cleartext handshake bytes not yet forming a whole message
         # Handshake and alert records of this direction are ciphertext from now on.
@@ -1010,18 +1080,11 @@ class TlsStreamParser:
     def _consume(self, data: bytes) -> None:
         buf = self._buf
         buf += data
+        end = len(buf)
         pos = 0
-        while pos < len(buf):
+        while pos < end:
             if self._body_left:
-                count = min(self._body_left, len(buf) - pos)
-                if self._body is _Body.HANDSHAKE:
-                    self._handshake += buf[pos : pos + count]
-                pos += count
-                self._body_left -= count
-                if self._body is _Body.HANDSHAKE:
-                    self._read_handshake_messages()
-                if not self._body_left:
-                    self._end_record()
+                pos = self._continue_body(buf, pos)
                 continue
             next_pos = self._start_record(buf, pos)
             if next_pos is None:
@@ -1029,57 +1092,82 @@ class TlsStreamParser:
             pos = next_pos
         del buf[:pos]
 
+    def _continue_body(self, buf: bytearray, pos: int) -> int:
+        """Take what ``buf`` holds of the rest of the current record's body; return where that ends."""
+        count = min(self._body_left, len(buf) - pos)
+        self._body_left -= count
+        if self._body == _HANDSHAKE_BODY:
+            self._handshake += buf[pos : pos + count]
+            self._read_handshake_messages()
+        if not self._body_left:
+            self._end_record()
+        return pos + count
+
     def _end_record(self) -> None:
-        if self._body is _Body.ENCRYPTED:
+        if self._body == _ENCRYPTED_BODY:
             self._encrypted_records += 1
         self._bytes_parsed = self._record_end
 
-    def _begin_body(self, body: _Body, header_length: int, length: int, pos: int) -> int:
+    def _begin_body(self, body: int, header_length: int, length: int, buf: bytearray, pos: int) -> int:
+        """Read the body of the record at ``pos`` as far as ``buf`` holds it; return where that ends."""
+        body_start = pos + header_length
+        body_end = body_start + length
         self._body = body
-        self._body_left = length
         self._record_end = self._bytes_parsed + header_length + length
-        if not length:
-            self._end_record()
-        return pos + header_length
-
-    def _note_record_version(self, version: int) -> None:
-        if version not in self._record_versions:
-            self._record_versions.append(version)
+        if body_end > len(buf):  # the rest comes in later feeds
+            self._body_left = length
+            return body_start
+        # The whole record is here (the usual case): no need to go through _continue_body.
+        if body == _HANDSHAKE_BODY:
+            self._handshake += buf[body_start:body_end]
+            self._read_handshake_messages()
+        self._end_record()
+        return body_end
 
     def _start_record(self, buf: bytearray, pos: int) -> int | None:
-        """Read the record starting at ``pos``; return where its body (or the next record) starts."""
-        if self._framing is _Framing.START:
+        """Read the record starting at ``pos``; return how far that got, None if it needs more bytes first."""
+        if self._framing == _START_FRAMING:
             if buf[pos] & 0x80:
                 return self._read_sslv2_hello(buf)
-            self._framing = _Framing.TLS
-        elif self._framing is _Framing.SSLV2:
+            self._framing = _TLS_FRAMING
+        elif self._framing == _SSLV2_FRAMING:
             if len(buf) - pos < 3:
                 return None
             if not _looks_like_record_start(buf, pos):
                 return self._start_sslv2_record(buf, pos)
-            self._framing = _Framing.TLS
+            self._framing = _TLS_FRAMING
 
-        header = parse_record_header(buf, pos)
-        if header is None:
+        if len(buf) - pos < _RECORD_HEADER_LENGTH:
             return None
+        content_type = buf[pos]
+        version = buf[pos + 1] << 8 | buf[pos + 2]
+        length = buf[pos + 3] << 8 | buf[pos + 4]
+        # The checks of parse_record_header, inline on this hot path; it says what is wrong.
+        if not (
+            CONTENT_CHANGE_CIPHER_SPEC <= content_type <= CONTENT_HEARTBEAT
+            and 0x0300 <= version <= 0x0304
+            and length <= _MAX_RECORD_LENGTH
+            and (length or content_type == CONTENT_APPLICATION_DATA)
+        ):
+            parse_record_header(buf, pos)
+        if version not in self._record_versions:
+            self._record_versions.append(version)
         body_start = pos + _RECORD_HEADER_LENGTH
-        content_type, length = header.content_type, header.length
-        self._note_record_version(header.version)
 
         if content_type == CONTENT_APPLICATION_DATA:
             # An empty record encrypts nothing (RFC 5246 allows it as traffic-analysis padding).
             return self._begin_body(
-                _Body.ENCRYPTED if length else _Body.OPAQUE, _RECORD_HEADER_LENGTH, length, pos
+                _ENCRYPTED_BODY if length else _OPAQUE_BODY, _RECORD_HEADER_LENGTH, length, buf, pos
             )
         if content_type == CONTENT_HEARTBEAT:
             return self._begin_body(
-                _Body.ENCRYPTED if self._encrypted else _Body.OPAQUE, _RECORD_HEADER_LENGTH, length, pos
+                _ENCRYPTED_BODY if self._encrypted else _OPAQUE_BODY, _RECORD_HEADER_LENGTH, length, buf, pos
             )
         if content_type == CONTENT_CHANGE_CIPHER_SPEC:
             if length != 1:
                 if not self._encrypted:
                     raise ParseError(f"ChangeCipherSpec record of {length} bytes")
-                return self._begin_body(_Body.ENCRYPTED, _RECORD_HEADER_LENGTH, length, pos)
+                return self._begin_body(_ENCRYPTED_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
             if len(buf) < body_start + 1:
                 return None
             self._change_cipher_spec_received(buf[body_start])
@@ -1088,7 +1176,7 @@ class TlsStreamParser:
         if content_type == CONTENT_ALERT:
             # A cleartext alert is exactly level and description; anything longer carries a MAC or tag.
             if self._encrypted or length != 2:
-                return self._begin_body(_Body.ENCRYPTED, _RECORD_HEADER_LENGTH, length, pos)
+                return self._begin_body(_ENCRYPTED_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
             if len(buf) < body_start + 2:
                 return None
             self._alerts.append((buf[body_start], buf[body_start + 1]))
@@ -1096,16 +1184,16 @@ class TlsStreamParser:
             return body_start + 2
         # handshake
         if not self._encrypted:
-            return self._begin_body(_Body.HANDSHAKE, _RECORD_HEADER_LENGTH, length, pos)
+            return self._begin_body(_HANDSHAKE_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
         if self._second_client_hello_possible():
             if self._handshake:  # the rest of a second ClientHello already recognised
-                return self._begin_body(_Body.HANDSHAKE, _RECORD_HEADER_LENGTH, length, pos)
+                return self._begin_body(_HANDSHAKE_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
             if length >= 6:
                 if len(buf) < body_start + 6:
                     return None
                 if _starts_client_hello(buf[body_start : body_start + 6]):
-                    return self._begin_body(_Body.HANDSHAKE, _RECORD_HEADER_LENGTH, length, pos)
-        return self._begin_body(_Body.ENCRYPTED, _RECORD_HEADER_LENGTH, length, pos)
+                    return self._begin_body(_HANDSHAKE_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
+        return self._begin_body(_ENCRYPTED_BODY, _RECORD_HEADER_LENGTH, length, buf, pos)
 
     def _second_client_hello_possible(self) -> bool:
         """A TLS 1.3 client may send its compatibility ChangeCipherSpec before the ClientHello that answers a
@@ -1146,8 +1234,8 @@ class TlsStreamParser:
                 return None
             self._client_hellos.append(hello)
             self._handshake_types.append(_HS_CLIENT_HELLO)
-        self._framing = _Framing.SSLV2
-        self._note_record_version(_SSL2)
+        self._framing = _SSLV2_FRAMING
+        self._record_versions.append(_SSL2)
         self._bytes_parsed = 2 + length
         return 2 + length
 
@@ -1159,7 +1247,7 @@ class TlsStreamParser:
             header_length, length = 3, (buf[pos] & 0x3F) << 8 | buf[pos + 1]
         if not length:
             raise ParseError("empty SSLv2 record")
-        return self._begin_body(_Body.OPAQUE, header_length, length, pos)
+        return self._begin_body(_OPAQUE_BODY, header_length, length, buf, pos)
 
     # -- handshake messages -------------------------------------------------------------------------------
 
@@ -1170,7 +1258,7 @@ class TlsStreamParser:
             message_type = data[pos]
             if message_type not in _HANDSHAKE_TYPES:
                 raise ParseError(f"handshake message type {message_type} is not TLS")
-            end = pos + 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
+            end = pos + 4 + (data[pos + 1] << 16 | data[pos + 2] << 8 | data[pos + 3])
             if len(data) < end:
                 break
             body = bytes(data[pos + 4 : end])
