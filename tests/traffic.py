@@ -212,3 +212,15 @@ def tls_conversation(
     client.read(len(response))
     pump()
     return messages
+
+
+def write_pcap(path: Path, frames: list[Frame], linktype: int = 1) -> Path:
+    """A classic little-endian microsecond pcap of ``frames``."""
+    # Global header: magic, version 2.4, thiszone, sigfigs, snaplen, link type.
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for ts, _, frame, original_length in frames:
+        seconds = int(ts)
+        out.append(struct.pack("<IIII", seconds, round((ts - seconds) * 1e6), len(frame), original_length))
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return path

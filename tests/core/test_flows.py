@@ -88,6 +88,13 @@ def test_stream_picked_up_in_the_middle_of_a_record(tls13: list[Message]) -> Non
     assert record.category == model.TLS_NO_HANDSHAKE
 
 
+def test_server_picked_up_mid_record_and_client_on_a_record_boundary(tls13: list[Message]) -> None:
+    request, response = tls13[-2][1], tls13[-1][1]
+    frames = tcp_frames([(True, request), (False, response[7:] + response)], handshake=False)
+    record = only(analyse(frames))
+    assert (record.category, record.verdict) == (model.TLS_NO_HANDSHAKE, Verdict.INCONCLUSIVE)
+
+
 def test_client_hello_reveals_the_client_when_ports_mislead(tls13: list[Message]) -> None:
     # No SYN, and the client's ephemeral port happens to be a well-known one.
     frames = tcp_frames(

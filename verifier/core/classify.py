@@ -110,6 +110,7 @@ class FlowClassifier:
         "_parsers",
         "_prelude",
         "_tls_offsets",
+        "_tls_rejected",
         "_upgrade_from",
         "evidence_truncated",
         "max_bytes",
@@ -132,6 +133,7 @@ class FlowClassifier:
         self._tls_offsets = (0, 0)
         self._upgrade_from: str | None = None
         self._prelude = ""  # cleartext evidence before an upgrade
+        self._tls_rejected = False  # the client's bytes looked like TLS at first and then were not
 
     def feed(self, from_client: bool, data: bytes, gap: int = 0) -> None:
         """Contiguous new bytes of one direction; ``gap`` bytes were lost just before them."""
@@ -169,6 +171,8 @@ class FlowClassifier:
             self._undecided(more_coming)
         if self._parsers is not None and self.result is None:
             self._advance_tls(more_coming)
+            if self._parsers is None and self.result is None:
+                self._undecided(more_coming)  # the TLS hypothesis was dropped: judge the bytes as they are
 
     def _undecided(self, more_coming: bool) -> None:
         client, server = bytes(self._buffers[0]), bytes(self._buffers[1])
@@ -182,7 +186,7 @@ class FlowClassifier:
             elif not more_coming:
                 self._final(model.NO_PAYLOAD, "no TCP payload in either direction")
             return
-        if client and looks_like_tls(client):
+        if client and not self._tls_rejected and looks_like_tls(client):
             self._start_tls(0, 0)
             return
         if not self.roles_known and _starts_with_client_hello(server):
@@ -222,7 +226,7 @@ class FlowClassifier:
                     self._parsers[side].feed(bytes(buffer[self._fed[side] :]))
                 except ParseError:
                     self._not_tls(side)
-                    if self.result is not None:
+                    if self.result is not None or self._parsers is None:
                         return
                     continue
                 self._fed[side] = len(buffer)
@@ -259,13 +263,9 @@ class FlowClassifier:
                     protocol=self._upgrade_from,
                 )
                 return
-            # Looked like a TLS record but is not one: judge the bytes as what they are.
+            # Looked like a TLS record but is not one: the caller judges the bytes as what they are.
             self._parsers = None
-            found = identify(after, bytes(self._buffers[1]), more_coming=False)
-            if isinstance(found, Identified) and not found.encrypted:
-                self._final(model.plaintext_category(found.protocol), found.evidence, protocol=found.protocol)
-            else:
-                self._final(model.UNKNOWN_DATA, "data resembling a TLS record header that is not TLS")
+            self._tls_rejected = True
             return
         if server.server_hellos:
             self._closed[1] = True
@@ -274,9 +274,12 @@ class FlowClassifier:
         if isinstance(found, Identified) and not found.encrypted:
             self._final(
                 model.plaintext_category(found.protocol),
-                f"server answered the TLS ClientHello in cleartext: {found.evidence}",
+                f"server answered the client's TLS in cleartext: {found.evidence}",
                 protocol=found.protocol,
             )
+        elif not client.client_hellos and (client.encrypted_records or _record_chain(after)):
+            # Mid-stream: the client's bytes began on a record boundary, the server's inside a record.
+            self._final(model.TLS_NO_HANDSHAKE, _records_evidence(client, server))
         else:
             self._final(
                 model.TLS_INCOMPLETE,

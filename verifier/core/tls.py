@@ -121,11 +121,16 @@ class TlsDirectionState:
 # it covers are read, so short or overlong input is a ParseError, never an IndexError.
 
 
+@functools.lru_cache(maxsize=256)
+def _uint16_list_struct(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}H")
+
+
 def _uint16s(data: bytes, start: int, end: int, what: str) -> tuple[int, ...]:
     """The 16-bit values in ``data[start:end]`` (``end`` within ``data``)."""
     if (end - start) % 2:
         raise ParseError(f"{what}: odd length {end - start} for a list of 16-bit values")
-    return struct.unpack_from(f">{(end - start) >> 1}H", data, start)
+    return _uint16_list_struct((end - start) >> 1).unpack_from(data, start)
 
 
 # Bytes safe text keeps as they are: printable ASCII except the backslash.
@@ -218,29 +223,31 @@ def looks_like_tls(data: bytes | bytearray) -> bool:
 # Hellos and certificates
 
 
-def _extension_starts(body: bytes, pos: int, what: str) -> tuple[list[int], list[int]]:
-    """The extensions block that ends a hello at ``pos``: each extension's type and where its data starts
-    (the data's length is in the 2 bytes before). No block at all (SSLv3-style hellos) is no extensions."""
+_EXTENSION_HEADER = struct.Struct(">HH")  # type, length
+
+
+def _extensions(body: bytes, pos: int, wanted: frozenset[int], what: str) -> tuple[list[int], dict[int, int]]:
+    """The extensions block that ends a hello at ``pos``: the type of each extension, in order, and where
+    the data of the first one of each ``wanted`` type starts (its length is in the 2 bytes before). No block
+    at all (SSLv3-style hellos) is no extensions."""
     size = len(body)
     types: list[int] = []
-    starts: list[int] = []
+    first: dict[int, int] = {}
     if pos == size:
-        return types, starts
+        return types, first
     if size - pos < 2 or pos + 2 + (body[pos] << 8 | body[pos + 1]) != size:
         raise ParseError(f"{what}: extensions block length does not match the {size - pos} bytes left")
     pos += 2
+    header = _EXTENSION_HEADER.unpack_from
     while pos + 4 <= size:
-        types.append(body[pos] << 8 | body[pos + 1])
-        starts.append(pos + 4)
-        pos += 4 + (body[pos + 2] << 8 | body[pos + 3])
+        ext_type, length = header(body, pos)
+        types.append(ext_type)
+        if ext_type in wanted and ext_type not in first:
+            first[ext_type] = pos + 4
+        pos += 4 + length
     if pos != size:
         raise ParseError(f"{what}: an extension overruns the extensions block")
-    return types, starts
-
-
-def _first_of_each(types: list[int], starts: list[int]) -> dict[int, int]:
-    """Where the data of the first extension of each type starts."""
-    return dict(zip(reversed(types), reversed(starts), strict=True))
+    return types, first
 
 
 def _extension_data(body: bytes, start: int) -> bytes:
@@ -292,6 +299,20 @@ def _uint16_extension(body: bytes, start: int | None, length_size: int, what: st
     return _uint16s(body, values_start, end, what)
 
 
+# The extensions whose contents the hellos report.
+_CLIENT_HELLO_EXTENSIONS = frozenset(
+    {
+        _EXT_SERVER_NAME,
+        _EXT_ALPN,
+        _EXT_SUPPORTED_VERSIONS,
+        _EXT_SIGNATURE_ALGORITHMS,
+        _EXT_SUPPORTED_GROUPS,
+        _EXT_ENCRYPTED_CLIENT_HELLO,
+    }
+)
+_SERVER_HELLO_EXTENSIONS = frozenset({_EXT_SUPPORTED_VERSIONS, _EXT_ALPN})
+
+
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte handshake header)."""
     size = len(body)
@@ -313,8 +334,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
         raise ParseError("ClientHello: no compression methods")
     if size < compression_end:
         raise ParseError("ClientHello: ends in its compression methods")
-    types, starts = _extension_starts(body, compression_end, "ClientHello")
-    first = _first_of_each(types, starts)
+    types, first = _extensions(body, compression_end, _CLIENT_HELLO_EXTENSIONS, "ClientHello")
     start = first.get(_EXT_SERVER_NAME)
     sni = None if start is None else _parse_server_name(_extension_data(body, start))
     start = first.get(_EXT_ALPN)
@@ -355,8 +375,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         extensions_start = suite_start + 3  # cipher suite, compression method
     if size < extensions_start:
         raise ParseError("ServerHello: ends before its extensions")
-    types, starts = _extension_starts(body, extensions_start, "ServerHello")
-    first = _first_of_each(types, starts)
+    types, first = _extensions(body, extensions_start, _SERVER_HELLO_EXTENSIONS, "ServerHello")
     selected_version = None
     start = first.get(_EXT_SUPPORTED_VERSIONS)
     if start is not None:
@@ -994,6 +1013,21 @@ def _starts_client_hello(body_start: bytes | bytearray) -> bool:
     return body_start[0] == _HS_CLIENT_HELLO and body_start[1] == 0 and body_start[4:6] == b"\x03\x03"
 
 
+# The state of a direction before its first byte, shared by all parsers.
+_NOTHING_SEEN = TlsDirectionState(
+    client_hellos=(),
+    server_hellos=(),
+    certificates=(),
+    handshake_types=(),
+    change_cipher_spec=False,
+    encrypted_records=0,
+    alerts=(),
+    record_versions=(),
+    bytes_parsed=0,
+    truncated_certificate=False,
+)
+
+
 class TlsStreamParser:
     """Incremental parser of one direction, fed contiguous stream bytes (from the first TLS byte).
 
@@ -1044,7 +1078,7 @@ class TlsStreamParser:
         self._alerts: list[tuple[int, int]] = []
         self._record_versions: list[int] = []
         self._bytes_parsed = 0
-        self._snapshot: TlsDirectionState | None = None
+        self._snapshot: TlsDirectionState | None = _NOTHING_SEEN
 
     def feed(self, data: bytes) -> None:
         """Take the next bytes of the stream; raises ParseError (now and on every later feed) if not TLS."""
@@ -1121,7 +1155,9 @@ class TlsStreamParser:
         if body == _HANDSHAKE_BODY:
             self._handshake += buf[body_start:body_end]
             self._read_handshake_messages()
-        self._end_record()
+        elif body == _ENCRYPTED_BODY:
+            self._encrypted_records += 1
+        self._bytes_parsed = self._record_end
         return body_end
 
     def _start_record(self, buf: bytearray, pos: int) -> int | None:

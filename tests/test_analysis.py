@@ -1,0 +1,50 @@
+"""The offline analysis edge: files in, a report out; bad packets are counted, never fatal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.traffic import Endpoints, tcp_frames, write_pcap
+from verifier.analysis import analyze_files
+from verifier.core.decode import MALFORMED, NOT_IP, TRUNCATED
+from verifier.errors import InputError
+
+HTTP = [(True, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), (False, b"HTTP/1.1 204 No Content\r\n\r\n")]
+
+
+def test_malformed_packets_inside_a_good_capture_are_counted(tmp_path: Path) -> None:
+    good = tcp_frames(HTTP, Endpoints(vni=9))
+    t = good[-1][0]
+    bad = [
+        (t + 0.1, 1, good[3][2][:30], 200),  # cut inside the outer IP header
+        (t + 0.2, 1, good[3][2][:14] + b"\x44" + bytes(40), 60),  # IPv4 with a 16-byte header: impossible
+        (t + 0.3, 1, b"\xff" * 12 + b"\x08\x06" + bytes(28), 42),  # ARP
+    ]
+    path = write_pcap(tmp_path / "mixed.pcap", good[:4] + bad + good[4:])
+    report = analyze_files([path])
+    assert report.summary.flows == 1 and report.flows[0].category == "plaintext(http)"
+    assert report.coverage.frames == len(good) + 3
+    assert report.coverage.tcp_segments == len(good)
+    assert report.coverage.not_analysed == {TRUNCATED: 1, MALFORMED: 1, NOT_IP: 1}
+    assert report.captures[0].frames == len(good) + 3
+
+
+def test_progress_reaches_the_end_of_each_file(tmp_path: Path) -> None:
+    paths = [write_pcap(tmp_path / f"{n}.pcap", tcp_frames(HTTP, start=100.0 * n)) for n in (1, 2)]
+    seen: list[tuple[int, int, Path]] = []
+    report = analyze_files(paths, progress=lambda done, total, path: seen.append((done, total, path)))
+    assert report.summary.flows == 2
+    for path in paths:
+        done, total, _ = [entry for entry in seen if entry[2] == path][-1]
+        assert done == total == path.stat().st_size
+
+
+def test_keylog_must_be_readable(tmp_path: Path) -> None:
+    path = write_pcap(tmp_path / "a.pcap", tcp_frames(HTTP))
+    with pytest.raises(InputError, match="key log"):
+        analyze_files([path], keylog=tmp_path / "missing.keys")
+    keys = tmp_path / "sslkeys.log"
+    keys.write_text("# empty\n")
+    assert analyze_files([path], keylog=keys).keylog == str(keys)
