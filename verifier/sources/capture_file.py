@@ -149,7 +149,6 @@ class CaptureReader:
         self._raw_done = False
         # frames(): "new" (not called), "running" (its generator is live), "done" (it ended or was closed).
         self._frames_state = "new"
-        self._bytes_read = 0
         try:
             self._file: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by __exit__
             self._size = os.fstat(self._file.fileno()).st_size
@@ -180,8 +179,8 @@ class CaptureReader:
 
     @property
     def bytes_read(self) -> int:
-        """Bytes of the (decompressed) stream taken in so far, counted per chunk: good for progress."""
-        return self._bytes_read
+        """Bytes of the file as stored read so far, to compare with ``size`` for progress (gzip too)."""
+        return self._size if self._file.closed else self._file.tell()
 
     @property
     def size(self) -> int:
@@ -269,11 +268,6 @@ class CaptureReader:
         except zlib.error as exc:
             raise self._error(f"corrupt gzip stream ({exc})", None) from exc
 
-    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            self._bytes_read += len(chunk)
-            yield chunk
-
     def _detect(self) -> tuple[Iterator[bytes], bytes]:
         """Choose gzip and the capture format by magic bytes; return the stream and its first bytes."""
         raw = self._raw_chunks()
@@ -286,9 +280,9 @@ class CaptureReader:
             raise self._error("empty file, not a capture", None)
         if first.startswith(_GZIP_MAGIC):
             self.compressed = True
-            chunks = self._counted(self._gunzip(_prepend(first, raw)))
+            chunks = self._gunzip(_prepend(first, raw))
         else:
-            chunks = self._counted(_prepend(first, raw))
+            chunks = _prepend(first, raw)
         head = b""
         for chunk in chunks:
             head += chunk
