@@ -14,10 +14,11 @@ import math
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from verifier.core.classify import Classification, FlowClassifier
 from verifier.core.decode import FRAGMENT, NO_VNI, TcpSegment, decode_frame
-from verifier.core.model import Coverage, FlowRecord, VniCoverage
+from verifier.core.model import Coverage, FlowRecord, Verdict, VniCoverage
 from verifier.core.policy import judge
 from verifier.core.reassembly import DirectionReassembler
 from verifier.core.tls import cipher_suite_name, version_name
@@ -50,6 +51,30 @@ class AnalyzerConfig:
     sweep_interval: float = 1.0  # seconds of capture time between eviction passes
 
 
+class _Conclusion(NamedTuple):
+    """The classification-derived part of a FlowRecord (same field names)."""
+
+    handshake_seen: bool
+    category: str
+    protocol: str | None
+    upgrade_from: str | None
+    tls_version: str | None
+    cipher_suite: int | None
+    cipher_suite_name: str | None
+    sni: str | None
+    alpn: str | None
+    alpn_offered: tuple[str, ...]
+    ja4: str | None
+    hello_retry_request: bool
+    server_certificates: tuple[str, ...]
+    client_certificates: tuple[str, ...]
+    alerts: tuple[str, ...]
+    evidence: str
+    evidence_truncated: bool
+    verdict: Verdict
+    reason: str
+
+
 class _Half(DirectionReassembler):
     """One direction of a flow: its reassembly state plus counters. The table maps its key to it."""
 
@@ -71,6 +96,7 @@ class _Flow:
         "classifier",
         "client_is_a",
         "closed",
+        "conclusion",
         "first_ts",
         "key_a",
         "key_b",
@@ -92,7 +118,8 @@ class _Flow:
         self.midstream = True
         self.closed = False
         self.truncated_frames = 0
-        self.classifier: FlowClassifier | None = None
+        self.classifier: FlowClassifier | None = None  # while the category is open
+        self.conclusion: _Conclusion | None = None  # once it is final: small, so long-lived flows stay cheap
 
 
 class Analyzer:
@@ -276,6 +303,8 @@ class Analyzer:
         if classifier.result is not None:
             flow.a.stop_buffering()
             flow.b.stop_buffering()
+            flow.conclusion = self._conclude(classifier.result)
+            flow.classifier = None
 
     def _sweep(self, now: float) -> None:
         """Evict finished connections after their linger, and (less often) idle ones."""
@@ -311,32 +340,22 @@ class Analyzer:
                 if data or half.last_gap:
                     self._deliver(flow, half, data, half.last_gap)
             half.finish()
-        assert flow.classifier is not None
-        classification = flow.classifier.finish()
-        flow.classifier = None
-        record = self._record(flow, classification)
+        if flow.classifier is not None:
+            flow.conclusion = self._conclude(flow.classifier.finish())
+            flow.classifier = None
+        assert flow.conclusion is not None
+        record = self._record(flow, flow.conclusion)
         self._finished.append(record)
         self._count(record)
 
     # -- output ----------------------------------------------------------------------------------------
 
-    def _record(self, flow: _Flow, found: Classification) -> FlowRecord:
-        client, server = (flow.a, flow.b) if flow.client_is_a else (flow.b, flow.a)
-        client_key = flow.key_a if flow.client_is_a else flow.key_b
-        vni, client_address, server_address = _endpoints(client_key)
+    def _conclude(self, found: Classification) -> _Conclusion:
         hello, server_hello = found.client_hello, found.server_hello
         cipher = server_hello.cipher_suite if server_hello is not None else None
         version = server_hello.negotiated_version if server_hello is not None else None
         verdict, reason = judge(found.category, cipher, found.evidence)
-        streams = (client, server)
-        return FlowRecord(
-            client=client_address,
-            server=server_address,
-            vni=vni,
-            first_seen=flow.first_ts,
-            last_seen=flow.last_ts,
-            role_rule=flow.role_rule,
-            midstream=flow.midstream,
+        return _Conclusion(
             handshake_seen=found.handshake_seen,
             category=found.category,
             protocol=found.protocol,
@@ -354,17 +373,31 @@ class Analyzer:
             alerts=found.alerts,
             evidence=found.evidence,
             evidence_truncated=found.evidence_truncated,
+            verdict=verdict,
+            reason=reason,
+        )
+
+    def _record(self, flow: _Flow, found: _Conclusion) -> FlowRecord:
+        client, server = (flow.a, flow.b) if flow.client_is_a else (flow.b, flow.a)
+        vni, client_address, server_address = _endpoints(flow.key_a if flow.client_is_a else flow.key_b)
+        return FlowRecord(
+            client=client_address,
+            server=server_address,
+            vni=vni,
+            first_seen=flow.first_ts,
+            last_seen=flow.last_ts,
+            role_rule=flow.role_rule,
+            midstream=flow.midstream,
+            **found._asdict(),
             packets_client=client.packets,
             packets_server=server.packets,
             bytes_client=client.payload_bytes,
             bytes_server=server.payload_bytes,
-            retransmissions=sum(s.retransmissions for s in streams),
-            out_of_order=sum(s.out_of_order for s in streams),
-            gaps=sum(s.gaps for s in streams),
-            gap_bytes=sum(s.gap_bytes for s in streams),
+            retransmissions=client.retransmissions + server.retransmissions,
+            out_of_order=client.out_of_order + server.out_of_order,
+            gaps=client.gaps + server.gaps,
+            gap_bytes=client.gap_bytes + server.gap_bytes,
             truncated_frames=flow.truncated_frames,
-            verdict=verdict,
-            reason=reason,
         )
 
     def _register(self, chain: tuple[bytes, ...]) -> tuple[str, ...]:
