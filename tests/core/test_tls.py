@@ -4,6 +4,7 @@ hand-annotated messages, plus hypothesis fuzzing of every parser."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import ssl
@@ -16,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from verifier.core.tls import (
@@ -29,6 +30,7 @@ from verifier.core.tls import (
     RecordHeader,
     TlsDirectionState,
     TlsStreamParser,
+    _ja4,  # the memoized part of ja4
     cipher_suite_class,
     cipher_suite_name,
     ja4,
@@ -526,6 +528,52 @@ def test_client_hello_text_is_safe_and_never_crashes() -> None:
     assert hello.alpn == ("h2", "\\xab\\xcd")
 
 
+def escaped(raw: bytes) -> str:
+    """Safe text by its definition: printable ASCII but the backslash as is, every other byte as \\xNN."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
+
+
+wire_text = st.binary(max_size=40) | st.text(
+    st.characters(min_codepoint=0x1F, max_codepoint=0x80), max_size=40
+).map(lambda text: text.encode("latin-1"))  # arbitrary bytes, and text around the edges of printable ASCII
+
+
+@given(wire_text, wire_text)
+@example(b"back\\slash.test", b"del\x7f")
+@FUZZ
+def test_client_hello_text_is_escaped_byte_by_byte(host: bytes, protocol: bytes) -> None:
+    sni = ext(0x0000, vec(2, u8(0) + vec(2, host)))
+    alpn = ext(0x0010, vec(2, vec(1, protocol) + vec(1, b"h2")))
+    hello = parse_client_hello(client_hello_body(sni + alpn))
+    assert (hello.sni, hello.alpn) == (escaped(host), (escaped(protocol), "h2"))
+
+
+def test_client_hello_first_extension_of_a_type_counts() -> None:
+    extensions = (
+        ext(0x0000, vec(2, u8(0) + vec(2, b"first.test")))
+        + ext(0x002B, vec(1, u16s(0x0304)))
+        + ext(0x0000, vec(2, u8(0) + vec(2, b"second.test")))
+        + ext(0x002B, b"\x03")  # malformed, but only the first supported_versions is read
+    )
+    hello = parse_client_hello(client_hello_body(extensions))
+    assert (hello.sni, hello.supported_versions) == ("first.test", (0x0304,))
+    assert hello.extension_types == (0x0000, 0x002B, 0x0000, 0x002B)
+
+
+def test_client_hello_server_name_list() -> None:
+    names = b"".join(
+        [
+            u8(1) + vec(2, b"other type"),  # not a host_name
+            u8(0) + vec(2, b""),  # the first host_name, empty: the one reported
+            u8(0) + vec(2, b"later.test"),
+            u8(2) + vec(2, b""),  # an empty last entry
+        ]
+    )
+    assert parse_client_hello(client_hello_body(ext(0x0000, vec(2, names)))).sni == ""
+    with pytest.raises(ParseError):  # every entry is checked, also after the host name
+        parse_client_hello(client_hello_body(ext(0x0000, vec(2, u8(0) + vec(2, b"a.test") + u8(0)))))
+
+
 def test_client_hello_ech_and_empty_server_name() -> None:
     hello = parse_client_hello(client_hello_body(ext(0xFE0D, b"\x00\x01") + ext(0x0000, b"")))
     assert hello.has_ech
@@ -981,6 +1029,30 @@ def test_change_cipher_spec_inside_a_fragmented_message_is_rejected() -> None:
         feed_all(data, is_server=True)
 
 
+@given(
+    st.integers(0, 0x7F) | st.integers(19, 25),
+    st.integers(0, 4),
+    st.integers(0, 6),
+    st.sampled_from([0, 1, 2, 0x47FF, 0x4800, 0x4801, 0xFFFF]),
+    st.booleans(),
+)
+@FUZZ
+def test_stream_checks_record_headers_as_parse_record_header(
+    content_type: int, major: int, minor: int, length: int, is_server: bool
+) -> None:
+    header = bytes([content_type, major, minor]) + u16(length)
+    parser = TlsStreamParser(is_server=is_server)
+    try:
+        parse_record_header(header)
+    except ParseError:
+        with pytest.raises(ParseError):
+            parser.feed(header)
+        return
+    if content_type != CONTENT_CHANGE_CIPHER_SPEC or length == 1:  # a cleartext ChangeCipherSpec is 1 byte
+        parser.feed(header)
+        assert parser.state().record_versions == (major << 8 | minor,)
+
+
 @given(st.binary(max_size=200), st.booleans())
 @FUZZ
 def test_stream_fuzz(data: bytes, is_server: bool) -> None:
@@ -1071,6 +1143,41 @@ def test_ja4_edge_cases() -> None:
         0x0303, bytes(32), b"", (0x1301,), (0x002B,), None, (), (0x7F17,), (), (), False, False
     )
     assert ja4(draft_only).startswith("t00i")  # the highest offered version is not one JA4 names
+
+
+ja4_client_hellos = st.builds(
+    ClientHello,
+    legacy_version=st.sampled_from([0x0301, 0x0303]),
+    random=st.binary(min_size=32, max_size=32),
+    session_id=st.binary(max_size=32),
+    cipher_suites=st.lists(st.sampled_from([0x0A0A, 0x1301, 0x1302, 0xC02F, 0x002F])).map(tuple),
+    extension_types=st.lists(st.sampled_from([0x0000, 0x0010, 0x000D, 0x002B, 0x1A1A])).map(tuple),
+    sni=st.none() | st.just("example.com"),
+    alpn=st.lists(st.sampled_from(["h2", "http/1.1", "\\xab", ""])).map(tuple),
+    supported_versions=st.lists(st.sampled_from([0x2A2A, 0x0304, 0x0303])).map(tuple),
+    signature_algorithms=st.lists(st.sampled_from([0x0403, 0x0804, 0x0A0A])).map(tuple),
+    supported_groups=st.lists(st.sampled_from([0x001D, 0x0017])).map(tuple),
+    has_ech=st.booleans(),
+    sslv2_format=st.just(False),
+)
+
+
+@given(ja4_client_hellos, ja4_client_hellos, st.sampled_from("tqd"))
+@FUZZ
+def test_ja4_memoized_equals_computed(hello: ClientHello, other: ClientHello, transport: str) -> None:
+    # The hello, then the hello with one field at a time taken from the other: a memo keyed on too few fields
+    # answers for one of them what it computed for the first.
+    fields = [field.name for field in dataclasses.fields(ClientHello)]
+    variants = [hello] + [dataclasses.replace(hello, **{name: getattr(other, name)}) for name in fields]
+    computed = []
+    for variant in variants:
+        _ja4.cache_clear()
+        computed.append(ja4(variant, transport))
+    assert [ja4(variant, transport) for variant in variants] == computed
+    # Fields that differ per connection, or that JA4 does not read, leave it unchanged.
+    for name, fingerprint in zip(fields, computed[1:], strict=True):
+        if name in ("random", "session_id", "sni", "supported_groups", "has_ech", "sslv2_format"):
+            assert fingerprint == computed[0], name
 
 
 # ---------------------------------------------------------------------------------------------------------
