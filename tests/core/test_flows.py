@@ -95,6 +95,14 @@ def test_server_picked_up_mid_record_and_client_on_a_record_boundary(tls13: list
     assert (record.category, record.verdict) == (model.TLS_NO_HANDSHAKE, Verdict.INCONCLUSIVE)
 
 
+def test_server_first_segment_is_only_the_tail_of_a_record(tls13: list[Message]) -> None:
+    # The server's first bytes hold no record header at all; the client's records must decide.
+    request, response = tls13[-2][1], tls13[-1][1]
+    messages = [(True, request), (False, response[7:]), (True, request), (False, response)]
+    record = only(analyse(tcp_frames(messages, handshake=False)))
+    assert (record.category, record.verdict) == (model.TLS_NO_HANDSHAKE, Verdict.INCONCLUSIVE)
+
+
 def test_client_hello_reveals_the_client_when_ports_mislead(tls13: list[Message]) -> None:
     # No SYN, and the client's ephemeral port happens to be a well-known one.
     frames = tcp_frames(

@@ -34,6 +34,8 @@ _CERTIFICATE_REQUEST = 13
 _SERVER_HELLO_DONE = 14
 _TLS13 = 0x0304
 _SSLV2 = 0x0002  # the record version the TLS parser reports for SSLv2-format records
+# What became of the TLS hypothesis when one side stopped parsing as TLS.
+_SIDE_CLOSED, _DECIDED, _DROPPED = 0, 1, 2
 
 _VERSION_CATEGORY = {
     0x0304: model.TLS13,
@@ -167,12 +169,13 @@ class FlowClassifier:
     # -- decision steps --------------------------------------------------------------------------------
 
     def _step(self, more_coming: bool) -> None:
+        # State changes come back as return values: a narrowed attribute must not outlive the call that
+        # changes it (mypy keeps the narrowing, and mypyc-compiled code enforces it).
         if self._parsers is None:
             self._undecided(more_coming)
-        if self._parsers is not None and self.result is None:
-            self._advance_tls(more_coming)
-            if self._parsers is None and self.result is None:
-                self._undecided(more_coming)  # the TLS hypothesis was dropped: judge the bytes as they are
+        parsers = self._parsers
+        if parsers is not None and self.result is None and self._advance_tls(parsers, more_coming):
+            self._undecided(more_coming)  # the TLS hypothesis was dropped: judge the bytes as they are
 
     def _undecided(self, more_coming: bool) -> None:
         client, server = bytes(self._buffers[0]), bytes(self._buffers[1])
@@ -217,20 +220,21 @@ class FlowClassifier:
         self._tls_offsets = (client_offset, server_offset)
         self._fed = [client_offset, server_offset]
 
-    def _advance_tls(self, more_coming: bool) -> None:
-        assert self._parsers is not None
+    def _advance_tls(self, parsers: list[TlsStreamParser], more_coming: bool) -> bool:
+        """Feed the parsers; True when the TLS hypothesis was dropped."""
         for side in (0, 1):
             buffer = self._buffers[side]
             if len(buffer) > self._fed[side]:
                 try:
-                    self._parsers[side].feed(bytes(buffer[self._fed[side] :]))
+                    parsers[side].feed(bytes(buffer[self._fed[side] :]))
                 except ParseError:
-                    self._not_tls(side)
-                    if self.result is not None or self._parsers is None:
-                        return
+                    outcome = self._not_tls(side, parsers)
+                    if outcome != _SIDE_CLOSED:
+                        return outcome == _DROPPED
+                    self._fed[side] = len(buffer)  # that side is set aside: do not feed it again
                     continue
                 self._fed[side] = len(buffer)
-        client, server = self._parsers[0].state(), self._parsers[1].state()
+        client, server = parsers[0].state(), parsers[1].state()
         server_hello = _final_server_hello(server)
         if server_hello is not None and _handshake_visible_part_done(server_hello, client, server):
             self._final_tls(client, server)
@@ -246,30 +250,30 @@ class FlowClassifier:
             self._final(model.TLS_NO_HANDSHAKE, _records_evidence(client, server))
         elif not more_coming:
             self._final_tls(client, server)
+        return False
 
-    def _not_tls(self, side: int) -> None:
-        """The bytes of one side stopped parsing as TLS."""
-        assert self._parsers is not None
-        client, server = self._parsers[0].state(), self._parsers[1].state()
+    def _not_tls(self, side: int, parsers: list[TlsStreamParser]) -> int:
+        """The bytes of one side stopped parsing as TLS: _SIDE_CLOSED, _DECIDED or _DROPPED."""
+        client, server = parsers[0].state(), parsers[1].state()
         after = bytes(self._buffers[side][self._tls_offsets[side] :])
         if side == 0:
             if client.client_hellos:
                 self._closed[0] = True  # trailing oddities after a parsed hello: judge on the server side
-                return
+                return _SIDE_CLOSED
             if self._upgrade_from is not None:
                 self._final(
                     model.plaintext_category(self._upgrade_from),
                     f"{self._prelude}; no TLS followed the upgrade",
                     protocol=self._upgrade_from,
                 )
-                return
+                return _DECIDED
             # Looked like a TLS record but is not one: the caller judges the bytes as what they are.
             self._parsers = None
             self._tls_rejected = True
-            return
+            return _DROPPED
         if server.server_hellos:
             self._closed[1] = True
-            return
+            return _SIDE_CLOSED
         found = identify(b"", after, more_coming=False)
         if isinstance(found, Identified) and not found.encrypted:
             self._final(
@@ -277,15 +281,18 @@ class FlowClassifier:
                 f"server answered the client's TLS in cleartext: {found.evidence}",
                 protocol=found.protocol,
             )
-        elif not client.client_hellos and (client.encrypted_records or _record_chain(after)):
-            # Mid-stream: the client's bytes began on a record boundary, the server's inside a record.
-            self._final(model.TLS_NO_HANDSHAKE, _records_evidence(client, server))
+        elif not client.client_hellos:
+            # Mid-stream: the client's bytes began on a record boundary, the server's inside a record. The
+            # server side is set aside; the client's records decide.
+            self._closed[1] = True
+            return _SIDE_CLOSED
         else:
             self._final(
                 model.TLS_INCOMPLETE,
                 "ClientHello answered by data that is not TLS",
                 client_state=client,
             )
+        return _DECIDED
 
     def _final_tls(self, client: TlsDirectionState, server: TlsDirectionState) -> None:
         server_hello = _final_server_hello(server)

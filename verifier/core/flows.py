@@ -293,8 +293,8 @@ class Analyzer:
 
     def _deliver(self, flow: _Flow, half: _Half, data: bytes, gap: int) -> None:
         classifier = flow.classifier
-        if classifier is None or classifier.result is not None:
-            return
+        if classifier is None:
+            return  # the category is final
         classifier.feed(half.is_a == flow.client_is_a, data, gap)
         if classifier.swapped:
             classifier.swapped = False

@@ -26,9 +26,10 @@ class JsonReportWriter:
         out.write(' "flows": [')
 
     def flow(self, record: FlowRecord) -> None:
-        self._out.write("\n  " if self._first else ",\n  ")
+        # json.dumps, not json.dump: dump streams through the pure-Python encoder, dumps uses the C one.
+        separator = "\n  " if self._first else ",\n  "
         self._first = False
-        json.dump(flow_to_dict(record), self._out, separators=(", ", ": "))
+        self._out.write(separator + json.dumps(flow_to_dict(record), separators=(", ", ": ")))
 
     def finish(self, report: Report) -> None:
         """Write the flows collected in ``report`` (if any) and everything that is not a flow."""
