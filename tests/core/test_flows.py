@@ -266,3 +266,20 @@ def test_plaintext_is_never_called_encrypted_on_any_port(tmp_path: Path) -> None
         for handshake in (True, False):
             record = only(analyse(tcp_frames(messages, handshake=handshake)))
             assert record.verdict is Verdict.FAIL, (messages, handshake, record.category, record.reason)
+
+
+def test_protocol_greeting_reveals_the_client_when_ports_mislead() -> None:
+    # No SYN; the client's ephemeral port is lower than the server's, so the port guess is wrong, but an
+    # HTTP request can only come from a client.
+    frames = tcp_frames(
+        [(True, HTTP_GET), (False, HTTP_OK)],
+        Endpoints(client=("10.1.0.5", 20000), server=("10.1.0.9", 30000)),
+        handshake=False,
+    )
+    record = only(analyse(frames))
+    assert (record.client, record.server, record.role_rule) == (
+        "10.1.0.5:20000",
+        "10.1.0.9:30000",
+        "protocol greeting",
+    )
+    assert (record.category, record.protocol) == ("plaintext(http)", "http")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verifier.core import model
-from verifier.core.plaintext import Identified, identify
+from verifier.core.plaintext import Identified, Unidentified, identify
 from verifier.core.tls import (
     CONTENT_APPLICATION_DATA,
     ClientHello,
@@ -118,6 +118,7 @@ class FlowClassifier:
         "max_bytes",
         "result",
         "roles_known",
+        "swap_rule",
         "swapped",
     )
 
@@ -125,6 +126,7 @@ class FlowClassifier:
         self.max_bytes = max_bytes
         self.roles_known = roles_known  # False: a ClientHello from the "server" side reveals the real client
         self.swapped = False  # set when the classifier swapped roles; the caller swaps its own and clears it
+        self.swap_rule = ""  # what revealed the real client: "ClientHello" or "protocol greeting"
         self.result: Classification | None = None
         self.evidence_truncated = False
         self._buffers = [bytearray(), bytearray()]  # [client, server] stream prefixes
@@ -193,12 +195,19 @@ class FlowClassifier:
             self._start_tls(0, 0)
             return
         if not self.roles_known and _starts_with_client_hello(server):
-            self._swap()
+            self._swap("ClientHello")
             self._start_tls(0, 0)
             return
         found = identify(client, server, more_coming=more_coming)
         if found is None:
             return
+        if not self.roles_known and not _specific(found):
+            # No SYN, and this orientation shows nothing specific: the other one may show a protocol's
+            # request or greeting (an HTTP response is not a request, say).
+            reverse = identify(server, client, more_coming=more_coming)
+            if isinstance(reverse, Identified) and _specific(reverse):
+                self._swap("protocol greeting")
+                client, server, found = server, client, reverse
         if isinstance(found, Identified):
             if found.upgrade is not None:
                 self._upgrade_from = found.upgrade.protocol
@@ -354,11 +363,17 @@ class FlowClassifier:
         self._buffers = [bytearray(), bytearray()]
         self._parsers = None
 
-    def _swap(self) -> None:
+    def _swap(self, rule: str) -> None:
         self._buffers.reverse()
         self._closed.reverse()
         self.swapped = not self.swapped
+        self.swap_rule = rule
         self.roles_known = True
+
+
+def _specific(found: Identified | Unidentified | None) -> bool:
+    """A named protocol, not just "printable text"."""
+    return isinstance(found, Identified) and found.protocol != "text"
 
 
 def _final_server_hello(state: TlsDirectionState) -> ServerHello | None:

@@ -296,10 +296,7 @@ class Analyzer:
         if classifier is None:
             return  # the category is final
         classifier.feed(half.is_a == flow.client_is_a, data, gap)
-        if classifier.swapped:
-            classifier.swapped = False
-            flow.client_is_a = not flow.client_is_a
-            flow.role_rule = "ClientHello"
+        _take_roles(flow, classifier)
         if classifier.result is not None:
             flow.a.stop_buffering()
             flow.b.stop_buffering()
@@ -342,6 +339,7 @@ class Analyzer:
             half.finish()
         if flow.classifier is not None:
             flow.conclusion = self._conclude(flow.classifier.finish())
+            _take_roles(flow, flow.classifier)
             flow.classifier = None
         assert flow.conclusion is not None
         record = self._record(flow, flow.conclusion)
@@ -504,6 +502,14 @@ def _endpoint(address: bytes, port: int) -> str:
     if len(address) == 16:
         return f"[{socket.inet_ntop(socket.AF_INET6, address)}]:{port}"
     return f"{socket.inet_ntop(socket.AF_INET, address)}:{port}"
+
+
+def _take_roles(flow: _Flow, classifier: FlowClassifier) -> None:
+    """Adopt the classifier's finding of who the client really is."""
+    if classifier.swapped:
+        classifier.swapped = False
+        flow.client_is_a = not flow.client_is_a
+        flow.role_rule = classifier.swap_rule
 
 
 def _fin_both(half: _Half) -> bool:

@@ -39,7 +39,7 @@ class FlowRecord:
     vni: int | None
     first_seen: float
     last_seen: float
-    role_rule: str  # what decided who is the client: SYN, SYN-ACK, ClientHello, port, first packet
+    role_rule: str  # who is the client, decided by: SYN, SYN-ACK, ClientHello, protocol greeting, port, ...
     midstream: bool  # no SYN seen: the connection began before the capture (or its start was lost)
     handshake_seen: bool  # a ClientHello or ServerHello was visible
     category: str
