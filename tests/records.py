@@ -30,6 +30,8 @@ def make_record(**overrides: Any) -> FlowRecord:
         "hello_retry_request": False,
         "server_certificates": (),
         "client_certificates": (),
+        "chain_source": None,
+        "chain_note": "TLS 1.3 encrypts the certificate chain: give --keylog to see it",
         "alerts": (),
         "evidence": "ServerHello: TLS1.3",
         "evidence_truncated": False,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.traffic import Endpoints, tcp_frames, write_pcap
+from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation, write_pcap, write_pcapng
 from verifier.analysis import analyze_files
 from verifier.core.decode import MALFORMED, NOT_IP, TRUNCATED
 from verifier.errors import InputError
@@ -48,3 +51,44 @@ def test_keylog_must_be_readable(tmp_path: Path) -> None:
     keys = tmp_path / "sslkeys.log"
     keys.write_text("# empty\n")
     assert analyze_files([path], keylog=keys).keylog == str(keys)
+
+
+def test_tls13_chain_from_a_keylog_file_and_from_a_pcapng_secrets_block(tmp_path: Path) -> None:
+    keys = tmp_path / "sslkeys.log"
+    messages = tls_conversation(tmp_path, keylog=keys)
+    frames = tcp_frames(messages, Endpoints(vni=42))
+    expected = [hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() for cert in
+                x509.load_pem_x509_certificates(make_pki().chain_pem)]  # fmt: skip
+
+    plain = analyze_files([write_pcap(tmp_path / "tls13.pcap", frames)])
+    (flow,) = plain.flows
+    assert flow.category == "TLS1.3" and flow.server_certificates == () and "--keylog" in str(flow.chain_note)
+
+    (flow,) = analyze_files([write_pcap(tmp_path / "tls13.pcap", frames)], keylog=keys).flows
+    assert (list(flow.server_certificates), flow.chain_source, flow.chain_note) == (expected, "keylog", None)
+
+    embedded = write_pcapng(tmp_path / "tls13-dsb.pcapng", frames, tls_key_log=keys.read_bytes())
+    report = analyze_files([embedded])
+    (flow,) = report.flows
+    assert (list(flow.server_certificates), flow.chain_source) == (expected, "keylog")
+    assert set(expected) <= set(report.certificates)
+
+
+def test_a_wrong_keylog_entry_is_a_note_not_a_failure(tmp_path: Path) -> None:
+    keys = tmp_path / "sslkeys.log"
+    frames = tcp_frames(tls_conversation(tmp_path, keylog=keys))
+    # Same client random, every secret's bytes flipped: the right entry, the wrong keys.
+    entries = [
+        line.split(b" ") for line in keys.read_bytes().splitlines() if line and not line.startswith(b"#")
+    ]
+    flipped = [
+        (label, random, bytes(b ^ 0xFF for b in bytes.fromhex(secret.decode())))
+        for label, random, secret in entries
+    ]
+    wrong = b"".join(
+        b"%s %s %s\n" % (label, random, secret.hex().encode()) for label, random, secret in flipped
+    )
+    keys.write_bytes(wrong)
+    (flow,) = analyze_files([write_pcap(tmp_path / "a.pcap", frames)], keylog=keys).flows
+    assert flow.category == "TLS1.3" and flow.verdict.value == "PASS"
+    assert flow.server_certificates == () and "wrong key log entry" in str(flow.chain_note)

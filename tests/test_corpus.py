@@ -134,3 +134,40 @@ def test_manual_notes_are_honoured(results, name: str, category: str) -> None:  
     truth, flows = results[name]
     assert truth.get("manual_truth_and_notes"), "the note this test encodes is gone from the truth file"
     assert flows and {flow.category for flow in flows} == {category}
+
+
+KEYLOG_TRUTH = [path for path in TRUTH if _truth(path)["source"]["keylog"]]  # type: ignore[index]
+
+
+def test_keylog_recovers_the_tls13_server_chains_tshark_decrypted() -> None:
+    """--keylog through the whole analyser: each TLS 1.3 server chain equals the one tshark decrypted."""
+    if not KEYLOG_TRUTH:
+        pytest.skip(f"corpus not found at {CORPUS}")
+    compared = 0
+    for truth_path in KEYLOG_TRUTH:
+        truth = _truth(truth_path)
+        keylog = CORPUS / "keys" / str(truth["source"]["keylog"])  # type: ignore[index]
+        flows = analyze_files([CORPUS / "files" / str(truth["file"])], keylog=keylog).flows
+        by_pair = {_pair(flow): flow for flow in flows}
+        for stream in truth["tcp_streams_with_keylog"]:  # type: ignore[attr-defined]
+            if stream["category"] != "TLS1.3":
+                continue
+            flow = by_pair[frozenset((stream["client"], stream["server"]))]
+            expected = [cert["sha256"] for cert in stream["server_cert_chain"]]
+            got = (list(flow.server_certificates), flow.chain_source)
+            assert got == (expected, "keylog"), flow.chain_note
+            assert len(flow.client_certificates) == stream["client_cert_count"]
+            compared += 1
+    FIGURES.append(
+        f"corpus: --keylog recovered {compared}/{compared} TLS 1.3 server chains equal to tshark's"
+    )
+    assert compared == 5
+
+
+def test_without_a_keylog_tls13_says_how_to_see_the_chain() -> None:
+    if not KEYLOG_TRUTH:
+        pytest.skip(f"corpus not found at {CORPUS}")
+    name = "syncsynchalt_illustrated-tls13__captures__capture.pcap"
+    (flow,) = analyze_files([CORPUS / "files" / name]).flows
+    assert flow.server_certificates == () and flow.chain_source is None
+    assert flow.chain_note is not None and "--keylog" in flow.chain_note

@@ -165,6 +165,7 @@ def make_pki(common_name: str = "api.internal.example") -> Pki:
 def tls_conversation(
     tmp_path: Path,
     *,
+    keylog: Path | None = None,
     version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
     sni: str = "api.internal.example",
     alpn: list[str] | None = None,
@@ -182,6 +183,8 @@ def tls_conversation(
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.load_verify_locations(cadata=pki.root_pem.decode())
     client_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if keylog is not None:
+        client_ctx.keylog_filename = str(keylog)  # NSS key log, as SSLKEYLOGFILE writes it
     if alpn:
         client_ctx.set_alpn_protocols(alpn)
         server_ctx.set_alpn_protocols(alpn)
@@ -222,5 +225,27 @@ def write_pcap(path: Path, frames: list[Frame], linktype: int = 1) -> Path:
         seconds = int(ts)
         out.append(struct.pack("<IIII", seconds, round((ts - seconds) * 1e6), len(frame), original_length))
         out.append(frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def write_pcapng(path: Path, frames: list[Frame], tls_key_log: bytes = b"") -> Path:
+    """A little-endian pcapng: section header, one Ethernet interface, a Decryption Secrets Block with
+    ``tls_key_log`` (if any) ahead of the packets, then one Enhanced Packet Block per frame (µs)."""
+
+    def block(block_type: int, body: bytes) -> bytes:
+        body += b"\x00" * (-len(body) % 4)
+        length = 12 + len(body)
+        return struct.pack("<II", block_type, length) + body + struct.pack("<I", length)
+
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]  # SHB: magic, v1.0, length unknown
+    out.append(block(0x00000001, struct.pack("<HHI", 1, 0, 262144)))  # IDB: Ethernet, snaplen
+    if tls_key_log:
+        # DSB: secrets type 0x544c534b ("TLSK", NSS key log), length, data.
+        out.append(block(0x0000000A, struct.pack("<II", 0x544C534B, len(tls_key_log)) + tls_key_log))
+    for ts, _, frame, original_length in frames:
+        ticks = round(ts * 1e6)
+        header = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), original_length)
+        out.append(block(0x00000006, header + frame))
     path.write_bytes(b"".join(out))
     return path

@@ -7,11 +7,12 @@ bounded by the open flows; without a sink they are collected into the report.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 from verifier import __version__
 from verifier.core.flows import Analyzer, AnalyzerConfig
+from verifier.core.keylog import parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
 from verifier.core.summary import SummaryBuilder
 from verifier.errors import InputError
@@ -39,9 +40,9 @@ def analyze_files(
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
     and coverage still count every flow.
     """
-    if keylog is not None:
-        _check_readable(keylog)
-    analyzer = Analyzer(config)
+    given_secrets = _read_keylog(keylog) if keylog is not None else b""
+    analyzer = Analyzer(config, keylog=parse_keylog(given_secrets) if given_secrets else None)
+    embedded_secrets = b""
     collected: list[FlowRecord] = []
     deliver = sink or collected.append
     summary = SummaryBuilder()
@@ -56,9 +57,16 @@ def analyze_files(
         with open_capture(path) as capture:
             frames = capture.frames()
             frames_before = analyzer.frames
+            # Reading the first frame reads the blocks before it: pcapng puts Decryption Secrets Blocks
+            # ahead of the packets they decrypt.
+            first = list(islice(frames, 1))
             while True:
+                if capture.tls_key_log and not embedded_secrets.endswith(capture.tls_key_log):
+                    embedded_secrets += b"\n" + capture.tls_key_log
+                    analyzer.keylog = parse_keylog(given_secrets + embedded_secrets)
                 count = analyzer.frames
-                analyzer.feed(islice(frames, _BATCH))
+                analyzer.feed(chain(first, islice(frames, _BATCH - len(first))))
+                first = []
                 drain()
                 if progress is not None:
                     progress(capture.bytes_read, capture.size, path)
@@ -89,9 +97,8 @@ def analyze_files(
     )
 
 
-def _check_readable(path: Path) -> None:
+def _read_keylog(path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
-            handle.read(1)
+        return path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the key log: {exc.strerror or exc}") from exc

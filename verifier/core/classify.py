@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verifier.core import model
+from verifier.core.keylog import KeyLog
 from verifier.core.plaintext import Identified, Unidentified, identify
 from verifier.core.tls import (
     CONTENT_APPLICATION_DATA,
@@ -27,6 +28,7 @@ from verifier.core.tls import (
     looks_like_tls,
     version_name,
 )
+from verifier.core.tls13_decrypt import HandshakeDecryptor
 from verifier.errors import ParseError
 
 _CERTIFICATE = 11
@@ -89,6 +91,8 @@ class Classification:
     hello_retry_request: bool = False
     server_certificates: tuple[bytes, ...] = ()
     client_certificates: tuple[bytes, ...] = ()
+    chain_source: str | None = None  # where the server chain came from: "passive" (TLS <= 1.2) or "keylog"
+    chain_note: str | None = None  # why there is no server chain, and how to get one
     alerts: tuple[str, ...] = ()
     evidence_truncated: bool = False
 
@@ -107,10 +111,13 @@ class FlowClassifier:
     __slots__ = (
         "_buffers",
         "_closed",
+        "_decryptors",
         "_fed",
+        "_keylog",
         "_missing",
         "_parsers",
         "_prelude",
+        "_record_positions",
         "_tls_offsets",
         "_tls_rejected",
         "_upgrade_from",
@@ -122,7 +129,7 @@ class FlowClassifier:
         "swapped",
     )
 
-    def __init__(self, *, max_bytes: int, roles_known: bool) -> None:
+    def __init__(self, *, max_bytes: int, roles_known: bool, keylog: KeyLog | None = None) -> None:
         self.max_bytes = max_bytes
         self.roles_known = roles_known  # False: a ClientHello from the "server" side reveals the real client
         self.swapped = False  # set when the classifier swapped roles; the caller swaps its own and clears it
@@ -138,6 +145,10 @@ class FlowClassifier:
         self._upgrade_from: str | None = None
         self._prelude = ""  # cleartext evidence before an upgrade
         self._tls_rejected = False  # the client's bytes looked like TLS at first and then were not
+        # TLS 1.3 with a key log entry: [client, server] decryptors of the encrypted handshake flights.
+        self._keylog = keylog
+        self._decryptors: list[HandshakeDecryptor] | None = None
+        self._record_positions = [0, 0]
 
     def feed(self, from_client: bool, data: bytes, gap: int = 0) -> None:
         """Contiguous new bytes of one direction; ``gap`` bytes were lost just before them."""
@@ -246,7 +257,8 @@ class FlowClassifier:
         client, server = parsers[0].state(), parsers[1].state()
         server_hello = _final_server_hello(server)
         if server_hello is not None and _handshake_visible_part_done(server_hello, client, server):
-            self._final_tls(client, server)
+            if not self._decrypting(client, server_hello, more_coming):
+                self._final_tls(client, server)
         elif server_hello is None and _SSLV2 in server.record_versions:
             self._final_tls(client, server)  # an SSLv2 SERVER-HELLO: nothing more to learn
         elif (
@@ -260,6 +272,63 @@ class FlowClassifier:
         elif not more_coming:
             self._final_tls(client, server)
         return False
+
+    def _decrypting(self, client: TlsDirectionState, server_hello: ServerHello, more_coming: bool) -> bool:
+        """With a key log entry for this TLS 1.3 connection, read on until its encrypted certificates are in.
+
+        True while the flights may still show more; the decision waits for them.
+        """
+        if server_hello.negotiated_version != _TLS13 or self._keylog is None or not client.client_hellos:
+            return False
+        if self._decryptors is None:
+            secrets = self._keylog.handshake_secrets(client.client_hellos[-1].random)
+            if secrets is None:
+                return False
+            suite = server_hello.cipher_suite
+            self._decryptors = [
+                HandshakeDecryptor(cipher_suite=suite, traffic_secret=secret) for secret in secrets
+            ]
+            self._record_positions = list(self._tls_offsets)
+        for side in (0, 1):
+            self._decrypt_records(side, self._decryptors[side])
+        server_flight = self._decryptors[1]
+        if not server_flight.done:
+            return more_coming
+        if _CERTIFICATE_REQUEST in server_flight.result().handshake_types and not self._decryptors[0].done:
+            return more_coming  # mutual TLS: the client's certificate is in its own encrypted flight
+        return False
+
+    def _decrypt_records(self, side: int, decryptor: HandshakeDecryptor) -> None:
+        """Hand every complete record of one side, not yet handed over, to its decryptor."""
+        buffer = self._buffers[side]
+        position = self._record_positions[side]
+        while position + 5 <= len(buffer) and not decryptor.done:
+            end = position + 5 + int.from_bytes(buffer[position + 3 : position + 5])
+            if end > len(buffer):
+                break
+            version = int.from_bytes(buffer[position + 1 : position + 3])
+            decryptor.feed_record(buffer[position], version, bytes(buffer[position + 5 : end]))
+            position = end
+        self._record_positions[side] = position
+
+    def _chains(
+        self, client: TlsDirectionState, server: TlsDirectionState, version: int | None
+    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...], str | None, str | None]:
+        """(server chain, client chain, where the server chain came from, why there is none)."""
+        if self._decryptors is not None:
+            server_flight, client_flight = self._decryptors[1].result(), self._decryptors[0].result()
+            if server_flight.certificates:
+                return server_flight.certificates, client_flight.certificates, "keylog", None
+            return (), client_flight.certificates, None, f"key log: {server_flight.error}"
+        if version == _TLS13:
+            if self._keylog is not None and client.client_hellos:
+                return (), (), None, "the key log has no entry for this connection's client random"
+            return (), (), None, "TLS 1.3 encrypts the certificate chain: give --keylog to see it"
+        if server.certificates:
+            return server.certificates, client.certificates, "passive", None
+        if version is None:
+            return (), client.certificates, None, None
+        return (), client.certificates, None, "no certificate in the visible handshake (session resumption?)"
 
     def _not_tls(self, side: int, parsers: list[TlsStreamParser]) -> int:
         """The bytes of one side stopped parsing as TLS: _SIDE_CLOSED, _DECIDED or _DROPPED."""
@@ -327,6 +396,8 @@ class FlowClassifier:
         if self._upgrade_from is not None:
             evidence = f"{self._prelude}; then {evidence}"
         hellos = client.client_hellos
+        negotiated = server_hello.negotiated_version if server_hello is not None else None
+        server_chain, client_chain, chain_source, chain_note = self._chains(client, server, negotiated)
         self.result = Classification(
             category=category,
             evidence=evidence,
@@ -335,8 +406,10 @@ class FlowClassifier:
             client_hello=hellos[-1] if hellos else None,
             server_hello=server_hello,
             hello_retry_request=any(h.is_hello_retry_request for h in server.server_hellos),
-            server_certificates=server.certificates,
-            client_certificates=client.certificates,
+            server_certificates=server_chain,
+            client_certificates=client_chain,
+            chain_source=chain_source,
+            chain_note=chain_note,
             alerts=alerts,
             evidence_truncated=self.evidence_truncated or server.truncated_certificate,
         )
@@ -362,6 +435,7 @@ class FlowClassifier:
     def _release(self) -> None:
         self._buffers = [bytearray(), bytearray()]
         self._parsers = None
+        self._decryptors = None
 
     def _swap(self, rule: str) -> None:
         self._buffers.reverse()

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from verifier.core.classify import Classification, FlowClassifier
 from verifier.core.decode import FRAGMENT, NO_VNI, TcpSegment, decode_frame
+from verifier.core.keylog import KeyLog
 from verifier.core.model import Coverage, FlowRecord, Verdict, VniCoverage
 from verifier.core.policy import judge
 from verifier.core.reassembly import DirectionReassembler
@@ -68,6 +69,8 @@ class _Conclusion(NamedTuple):
     hello_retry_request: bool
     server_certificates: tuple[str, ...]
     client_certificates: tuple[str, ...]
+    chain_source: str | None
+    chain_note: str | None
     alerts: tuple[str, ...]
     evidence: str
     evidence_truncated: bool
@@ -125,8 +128,9 @@ class _Flow:
 class Analyzer:
     """Feed frames (in capture order), then ``finish``; collect records with ``drain``."""
 
-    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+    def __init__(self, config: AnalyzerConfig | None = None, keylog: KeyLog | None = None) -> None:
         self.config = config or AnalyzerConfig()
+        self.keylog = keylog  # TLS secrets: flows that start after it is set can show TLS 1.3 chains
         self._flows: dict[bytes, _Half] = {}  # both directions' keys
         self._open: dict[bytes, _Flow] = {}  # by key_a, one entry per flow
         self._closed: list[_Flow] = []  # finished connections waiting out their linger
@@ -285,7 +289,9 @@ class Analyzer:
             if server_is_b is not None:
                 flow.client_is_a = server_is_b
                 flow.role_rule = "port"
-        flow.classifier = FlowClassifier(max_bytes=self.config.max_buffer, roles_known=bool(flags & _SYN))
+        flow.classifier = FlowClassifier(
+            max_bytes=self.config.max_buffer, roles_known=bool(flags & _SYN), keylog=self.keylog
+        )
         self._flows[key] = flow.a
         self._flows[key_b] = flow.b
         self._open[key] = flow
@@ -368,6 +374,8 @@ class Analyzer:
             hello_retry_request=found.hello_retry_request,
             server_certificates=self._register(found.server_certificates),
             client_certificates=self._register(found.client_certificates),
+            chain_source=found.chain_source,
+            chain_note=found.chain_note,
             alerts=found.alerts,
             evidence=found.evidence,
             evidence_truncated=found.evidence_truncated,

@@ -57,6 +57,8 @@ class FlowRecord:
         str, ...
     ]  # SHA-256 of each DER certificate, leaf first (see Report.certificates)
     client_certificates: tuple[str, ...]
+    chain_source: str | None  # where the server chain came from: "passive" (TLS <= 1.2 in clear), "keylog"
+    chain_note: str | None  # why there is no server chain, and how to get one
     alerts: tuple[str, ...]
     evidence: str  # what on the wire the category rests on
     evidence_truncated: bool  # buffering stopped at the configured cap before the decision was final
