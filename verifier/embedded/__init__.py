@@ -1,0 +1,1 @@
+"""Embedded stand-ins for AWS used by the no-account demo and the tests."""
