@@ -4,6 +4,8 @@
     ├── UsageError                bad options or arguments                         exit 2
     ├── InputError                an input file that cannot be used                exit 2
     │   └── CaptureFormatError    not a capture, truncated, absurd record length   exit 2
+    ├── AwsError                  AWS refused or failed (credentials, permissions, not found, quota,
+    │                             a resource in the wrong state); names the IAM action when relevant  exit 3
     └── ParseError                core parsers: bytes that cannot be what they claim to be.
                                   Raised only by pure parsers; the engine turns it into data
                                   (a counted malformed packet, a flow reason), never into an exit.
@@ -37,6 +39,12 @@ class CaptureFormatError(InputError):
         self.offset = offset
         where = f" at byte {offset}" if offset is not None else ""
         super().__init__(f"{path}: {message}{where}")
+
+
+class AwsError(VerifierError):
+    """An AWS call failed in a way the user must act on; translated once, in the AWS adapter."""
+
+    exit_code = 3
 
 
 class ParseError(VerifierError):
