@@ -35,6 +35,8 @@ def make_record(**overrides: Any) -> FlowRecord:
         "alerts": (),
         "evidence": "ServerHello: TLS1.3",
         "evidence_truncated": False,
+        "identity": None,
+        "identity_checks": (),
         "packets_client": 5,
         "packets_server": 6,
         "bytes_client": 700,

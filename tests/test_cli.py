@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.traffic import make_pki
 
 CAPTURES = REPO / "captures"
 MIXED = CAPTURES / "vxlan-tls13-mixed.pcap"
@@ -118,6 +119,19 @@ def test_failed_analysis_does_not_replace_an_existing_report(tmp_path: Path) -> 
 def test_usage_errors_exit_2(args: tuple[str | Path, ...]) -> None:
     result = run(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_ca_bundle_judges_chains(tmp_path: Path) -> None:
+    own = run("analyze", TLS12_ONLY, "--ca", CAPTURES / "pki" / "root-ca.pem", "--format", "json")
+    assert own.returncode == 0 and {f["identity"] for f in json.loads(own.stdout)["flows"]} == {"PASS"}
+    other_root = tmp_path / "other.pem"
+    other_root.write_bytes(make_pki().root_pem)
+    foreign = run("analyze", TLS12_ONLY, "--ca", other_root)
+    assert foreign.returncode == 1 and "certificate:" in foreign.stdout
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificates here\n")
+    assert_one_line_error(run("analyze", TLS12_ONLY, "--ca", empty), "empty.pem")
+    assert_one_line_error(run("analyze", TLS12_ONLY, "--ca", tmp_path / "absent.pem"), "absent.pem")
 
 
 def test_version() -> None:

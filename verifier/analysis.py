@@ -11,7 +11,9 @@ from itertools import chain, islice
 from pathlib import Path
 
 from verifier import __version__
+from verifier.core.chains import TrustAnchors
 from verifier.core.flows import Analyzer, AnalyzerConfig
+from verifier.core.identity import IdentityJudge
 from verifier.core.keylog import parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
 from verifier.core.summary import SummaryBuilder
@@ -34,11 +36,12 @@ def analyze_files(
     keylog: Path | None = None,
     progress: ProgressCallback | None = None,
     sink: FlowSink | None = None,
+    anchors: TrustAnchors | None = None,
 ) -> Report:
     """Analyse capture files as one body of traffic and return the report.
 
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
-    and coverage still count every flow.
+    and coverage still count every flow. With ``anchors``, every server chain seen is judged against them.
     """
     given_secrets = _read_keylog(keylog) if keylog is not None else b""
     analyzer = Analyzer(config, keylog=parse_keylog(given_secrets) if given_secrets else None)
@@ -46,9 +49,12 @@ def analyze_files(
     collected: list[FlowRecord] = []
     deliver = sink or collected.append
     summary = SummaryBuilder()
+    identity = IdentityJudge(anchors, analyzer.certificates) if anchors is not None else None
 
     def drain() -> None:
         for record in analyzer.drain():
+            if identity is not None:
+                record = identity.apply(record)
             summary.add(record)
             deliver(record)
 

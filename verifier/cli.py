@@ -18,10 +18,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from verifier import __version__
 from verifier.analysis import SCHEMA_VERSION, FlowSink, analyze_files
+from verifier.core.chains import TrustAnchors
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
 from verifier.core.model import Report, Verdict
 from verifier.core.summary import WorstFlows
-from verifier.errors import UsageError, VerifierError
+from verifier.errors import InputError, UsageError, VerifierError
 from verifier.report.json_report import JsonReportWriter
 from verifier.report.terminal import render
 
@@ -68,6 +69,16 @@ def analyze(
     keylog: Annotated[
         Path | None, typer.Option("--keylog", help="NSS key log (TLS 1.3 certificate recovery).")
     ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca", help="PEM bundle of the only CAs server chains may lead to (root and intermediates)."
+        ),
+    ] = None,
+    short_lived: Annotated[
+        bool,
+        typer.Option("--short-lived", help="The CA issues short-lived certificates: flag any over 7 days."),
+    ] = False,
     max_buffer: Annotated[
         int, typer.Option(help="Bytes per direction kept for classifying a flow.", min=1024)
     ] = DEFAULT_MAX_BUFFER,
@@ -78,14 +89,15 @@ def analyze(
 ) -> None:
     """Analyse captures offline: classify every TCP flow and judge its encryption."""
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
+    anchors = _anchors(ca, short_lived) if ca is not None else None
     with _interruptible(), _report_file(output) as handle:
         if output_format is OutputFormat.json:
             writer = JsonReportWriter(handle, SCHEMA_VERSION)
-            report = _run(files, config, keylog, writer.flow)
+            report = _run(files, config, keylog, anchors, writer.flow)
             writer.finish(report)
         else:
             worst = WorstFlows(max_rows)
-            report = _run(files, config, keylog, worst.add)
+            report = _run(files, config, keylog, anchors, worst.add)
             # A pipe or file gets 120 columns (rich would assume 80); a terminal keeps its own width.
             console = Console(file=handle)
             if not console.is_terminal:
@@ -94,10 +106,27 @@ def analyze(
     raise typer.Exit(EXIT_FINDINGS if report.summary.by_verdict.get(Verdict.FAIL.value) else EXIT_OK)
 
 
-def _run(files: list[Path], config: AnalyzerConfig, keylog: Path | None, sink: FlowSink) -> Report:
+def _anchors(bundle: Path, short_lived: bool) -> TrustAnchors:
+    try:
+        data = bundle.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{bundle}: cannot read the CA bundle: {exc.strerror or exc}") from exc
+    try:
+        return TrustAnchors.from_pem_bundle(data, short_lived=short_lived)
+    except InputError as exc:
+        raise InputError(f"{bundle}: {exc}") from exc
+
+
+def _run(
+    files: list[Path],
+    config: AnalyzerConfig,
+    keylog: Path | None,
+    anchors: TrustAnchors | None,
+    sink: FlowSink,
+) -> Report:
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return analyze_files(files, config, keylog=keylog, sink=sink)
+        return analyze_files(files, config, keylog=keylog, sink=sink, anchors=anchors)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("reading", total=None)
@@ -105,7 +134,7 @@ def _run(files: list[Path], config: AnalyzerConfig, keylog: Path | None, sink: F
         def update(done: int, total: int, path: Path) -> None:
             progress.update(task, completed=done, total=total, description=path.name)
 
-        return analyze_files(files, config, keylog=keylog, progress=update, sink=sink)
+        return analyze_files(files, config, keylog=keylog, progress=update, sink=sink, anchors=anchors)
 
 
 @contextmanager

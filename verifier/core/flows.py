@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from verifier.core.chains import Check
 from verifier.core.classify import Classification, FlowClassifier
 from verifier.core.decode import FRAGMENT, NO_VNI, TcpSegment, decode_frame
 from verifier.core.keylog import KeyLog
@@ -74,6 +75,8 @@ class _Conclusion(NamedTuple):
     alerts: tuple[str, ...]
     evidence: str
     evidence_truncated: bool
+    identity: Verdict | None
+    identity_checks: tuple[Check, ...]
     verdict: Verdict
     reason: str
 
@@ -379,6 +382,8 @@ class Analyzer:
             alerts=found.alerts,
             evidence=found.evidence,
             evidence_truncated=found.evidence_truncated,
+            identity=None,
+            identity_checks=(),
             verdict=verdict,
             reason=reason,
         )

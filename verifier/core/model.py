@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from verifier.core.chains import Check
+
 
 class Verdict(StrEnum):
     PASS = "PASS"
@@ -62,6 +64,8 @@ class FlowRecord:
     alerts: tuple[str, ...]
     evidence: str  # what on the wire the category rests on
     evidence_truncated: bool  # buffering stopped at the configured cap before the decision was final
+    identity: Verdict | None  # the server chain against the configured anchors; None: not judged
+    identity_checks: tuple[Check, ...]  # each check of that judgement, by name
     packets_client: int
     packets_server: int
     bytes_client: int  # TCP payload bytes

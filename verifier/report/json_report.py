@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from verifier import __version__
+from verifier.core.chains import summarize_certificate
 from verifier.core.model import FlowRecord, Report
+from verifier.errors import ParseError
 
 
 class JsonReportWriter:
@@ -56,10 +58,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "summary": asdict(report.summary),
         "coverage": coverage,
         "flows": [flow_to_dict(flow) for flow in report.flows],
-        "certificates": [
-            {"sha256": digest, "der_base64": base64.b64encode(der).decode("ascii")}
-            for digest, der in report.certificates.items()
-        ],
+        "certificates": [_certificate(digest, der) for digest, der in report.certificates.items()],
     }
 
 
@@ -73,9 +72,38 @@ def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     record["last_seen"] = _iso(flow.last_seen)
     record["cipher_suite"] = f"0x{flow.cipher_suite:04x}" if flow.cipher_suite is not None else None
     record["verdict"] = flow.verdict.value
+    record["identity"] = flow.identity.value if flow.identity is not None else None
+    record["identity_checks"] = [
+        {"name": check.name, "status": check.status.value, "detail": check.detail}
+        for check in flow.identity_checks
+    ]
     for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
         record[name] = list(record[name])
     return record
+
+
+def _certificate(digest: str, der: bytes) -> dict[str, Any]:
+    entry: dict[str, Any] = {"sha256": digest}
+    try:
+        summary = summarize_certificate(der)
+    except ParseError as exc:
+        entry["error"] = f"not a certificate this tool can read: {exc}"
+    else:
+        entry.update(
+            subject=summary.subject,
+            issuer=summary.issuer,
+            serial=summary.serial,
+            not_before=summary.not_before.isoformat(),
+            not_after=summary.not_after.isoformat(),
+            san_dns=list(summary.san_dns),
+            san_ip=list(summary.san_ip),
+            key=summary.key,
+            signature_hash=summary.signature_hash,
+            is_ca=summary.is_ca,
+            self_signed=summary.self_signed,
+        )
+    entry["der_base64"] = base64.b64encode(der).decode("ascii")
+    return entry
 
 
 def _iso(timestamp: float | None) -> str | None:
