@@ -46,3 +46,11 @@ def test_worst_flows_with_no_room() -> None:
     worst = WorstFlows(limit=0)
     worst.add(make_record())
     assert worst.flows() == []
+
+
+def test_identity_counts_tls_flows_only() -> None:
+    builder = SummaryBuilder()
+    builder.add(make_record(identity=Verdict.PASS))
+    builder.add(make_record())  # TLS 1.3 whose chain was not observed
+    builder.add(make_record(category="plaintext(http)", tls_version=None, verdict=Verdict.FAIL))
+    assert builder.build().by_identity == {"PASS": 1, "not observed": 1}

@@ -121,6 +121,7 @@ class Summary:
     flows: int
     by_verdict: dict[str, int]
     by_category: dict[str, int]
+    by_identity: dict[str, int]  # TLS flows by chain judgement; "not observed" when no chain was seen
     verdict: Verdict  # the worst flow verdict; INCONCLUSIVE when there are no flows at all
 
 

@@ -8,21 +8,29 @@ from collections import Counter
 from verifier.core.model import FlowRecord, Summary
 from verifier.core.policy import severity, worst
 
+NOT_OBSERVED = "not observed"
+
 
 class SummaryBuilder:
     def __init__(self) -> None:
         self.by_verdict: Counter[str] = Counter()
         self.by_category: Counter[str] = Counter()
+        self.by_identity: Counter[str] = Counter()
 
     def add(self, record: FlowRecord) -> None:
         self.by_verdict[record.verdict.value] += 1
         self.by_category[record.category] += 1
+        if record.identity is not None:
+            self.by_identity[record.identity.value] += 1
+        elif record.tls_version is not None:
+            self.by_identity[NOT_OBSERVED] += 1
 
     def build(self) -> Summary:
         return Summary(
             flows=sum(self.by_verdict.values()),
             by_verdict=dict(sorted(self.by_verdict.items())),
             by_category=dict(sorted(self.by_category.items())),
+            by_identity=dict(sorted(self.by_identity.items())),
             verdict=worst(self.by_verdict),
         )
 

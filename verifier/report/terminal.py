@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from verifier.core.model import FlowRecord, Report, Verdict
+from verifier.core.summary import NOT_OBSERVED
 
 _STYLE = {
     Verdict.PASS: "bold green",
@@ -31,6 +32,9 @@ def render(report: Report, console: Console, worst_flows: list[FlowRecord], max_
     if summary.by_category:
         categories = ", ".join(f"{escape(name)} {count}" for name, count in summary.by_category.items())
         console.print(f"Categories: {categories}")
+    if any(name != NOT_OBSERVED for name in summary.by_identity):
+        identities = ", ".join(f"{escape(name)} {count}" for name, count in summary.by_identity.items())
+        console.print(f"Certificate chains against the given CA: {identities}")
     _flows_table(worst_flows, report.summary.flows, console, max_rows)
     _coverage(report, console)
 
