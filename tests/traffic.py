@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 Frame = tuple[float, int, bytes, int]
 Message = tuple[bool, bytes]
@@ -146,10 +146,29 @@ def make_pki(common_name: str = "api.internal.example") -> Pki:
             .not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=not ca, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+        )  # fmt: skip
+        if not ca:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
         if san:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
-        return builder.sign(issuer_key or key, hashes.SHA256()), key
+        # Key identifiers: RFC 5280 path validation (and cryptography's verifier) expects them.
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        signer = issuer_key or key
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
+        )
+        return builder.sign(signer, hashes.SHA256()), key
 
     root, root_key = make("Test Root CA", None, None, True, None)
     intermediate, intermediate_key = make("Test Intermediate CA", root.subject, root_key, True, None)

@@ -6,7 +6,12 @@ bounded by the open flows; without a sink they are collected into the report.
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from itertools import chain, islice
 from pathlib import Path
 
@@ -18,9 +23,11 @@ from verifier.core.keylog import parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
 from verifier.core.summary import SummaryBuilder
 from verifier.errors import InputError
+from verifier.probe import ProbeResult, ProbeTarget, parse_endpoint, probe
 from verifier.sources.capture_file import open_capture
 
 SCHEMA_VERSION = "1.0"
+PROBE_CONCURRENCY = 8
 # Frames handed to the core per call: small enough for lively progress, large enough to cost nothing.
 _BATCH = 65536
 
@@ -37,11 +44,14 @@ def analyze_files(
     progress: ProgressCallback | None = None,
     sink: FlowSink | None = None,
     anchors: TrustAnchors | None = None,
+    probe_timeout: float | None = None,
 ) -> Report:
     """Analyse capture files as one body of traffic and return the report.
 
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
     and coverage still count every flow. With ``anchors``, every server chain seen is judged against them.
+    With ``probe_timeout``, each TLS server whose chain the capture did not show is probed once from this
+    machine (see verifier.probe) and its flows carry the chain it presents.
     """
     given_secrets = _read_keylog(keylog) if keylog is not None else b""
     analyzer = Analyzer(config, keylog=parse_keylog(given_secrets) if given_secrets else None)
@@ -51,12 +61,22 @@ def analyze_files(
     summary = SummaryBuilder()
     identity = IdentityJudge(anchors, analyzer.certificates) if anchors is not None else None
 
-    def drain() -> None:
+    def emit(record: FlowRecord, at: float | None = None) -> None:
+        if identity is not None:
+            record = identity.apply(record, at)
+        summary.add(record)
+        deliver(record)
+
+    prober = _Prober(probe_timeout, analyzer.certificates, emit) if probe_timeout is not None else None
+
+    def drain(final: bool = False) -> None:
         for record in analyzer.drain():
-            if identity is not None:
-                record = identity.apply(record)
-            summary.add(record)
-            deliver(record)
+            if prober is not None:
+                prober.take(record)
+            else:
+                emit(record)
+        if prober is not None:
+            prober.release(wait=final)
 
     sources = []
     for path in paths:
@@ -89,7 +109,7 @@ def analyze_files(
                 )
             )
     analyzer.finish()
-    drain()
+    drain(final=True)
     collected.sort(key=lambda flow: (flow.first_seen, flow.client, flow.server))
     return Report(
         schema_version=SCHEMA_VERSION,
@@ -101,6 +121,67 @@ def analyze_files(
         summary=summary.build(),
         coverage=analyzer.coverage(),
     )
+
+
+class _Prober:
+    """Probe each TLS server whose chain the capture did not show, once, in the background.
+
+    Records wait (in order) only until their own server's probe is done, so the analysis still streams.
+    """
+
+    def __init__(
+        self, timeout: float, certificates: dict[str, bytes], emit: Callable[[FlowRecord, float | None], None]
+    ) -> None:
+        self._timeout = timeout
+        self._certificates = certificates
+        self._emit = emit
+        self._pool = ThreadPoolExecutor(max_workers=PROBE_CONCURRENCY, thread_name_prefix="probe")
+        self._probes: dict[ProbeTarget, Future[tuple[ProbeResult, float]]] = {}
+        self._waiting: deque[tuple[FlowRecord, Future[tuple[ProbeResult, float]] | None]] = deque()
+
+    def take(self, record: FlowRecord) -> None:
+        future = None
+        if record.tls_version is not None and not record.server_certificates:
+            host, port = parse_endpoint(record.server)
+            target = ProbeTarget(host, port, record.sni)
+            future = self._probes.get(target)
+            if future is None:
+                future = self._pool.submit(_timed_probe, target, self._timeout)
+                self._probes[target] = future
+        self._waiting.append((record, future))
+
+    def release(self, *, wait: bool) -> None:
+        while self._waiting:
+            record, future = self._waiting[0]
+            if future is not None and not future.done() and not wait:
+                return
+            self._waiting.popleft()
+            if future is None:
+                self._emit(record, None)
+            else:
+                result, probed_at = future.result()
+                self._emit(self._with_probe(record, result), probed_at)
+        if wait:
+            self._pool.shutdown()
+
+    def _with_probe(self, record: FlowRecord, result: ProbeResult) -> FlowRecord:
+        if not result.certificates:
+            return replace(record, chain_note=f"{record.chain_note}; probe: {result.error}")
+        digests = []
+        for der in result.certificates:
+            digest = hashlib.sha256(der).hexdigest()
+            self._certificates.setdefault(digest, der)
+            digests.append(digest)
+        seen = f"{result.tls_version or 'no completed handshake'}, {result.cipher_suite or 'no cipher'}"
+        note = f"presented to a probe from this machine ({seen}), not necessarily to this connection"
+        if not result.chain_complete:
+            note += "; leaf only: this Python cannot read the rest of the chain"
+        return replace(record, server_certificates=tuple(digests), chain_source="probe", chain_note=note)
+
+
+def _timed_probe(target: ProbeTarget, timeout: float) -> tuple[ProbeResult, float]:
+    result = probe(target, timeout=timeout)
+    return result, time.time()
 
 
 def _read_keylog(path: Path) -> bytes:

@@ -5,9 +5,11 @@ Exit codes: 0 every flow PASS or WARN (or inconclusive), 1 at least one FAIL, 2 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -18,12 +20,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from verifier import __version__
 from verifier.analysis import SCHEMA_VERSION, FlowSink, analyze_files
-from verifier.core.chains import TrustAnchors
+from verifier.core.chains import TrustAnchors, judge_chain
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
 from verifier.core.model import Report, Verdict
 from verifier.core.summary import WorstFlows
 from verifier.errors import InputError, UsageError, VerifierError
+from verifier.probe import ProbeTarget, parse_endpoint
+from verifier.probe import probe as run_probe
 from verifier.report.json_report import JsonReportWriter
+from verifier.report.probe_report import probe_to_dict, render_probe
 from verifier.report.terminal import render
 
 EXIT_OK = 0
@@ -42,6 +47,23 @@ app = typer.Typer(
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+
+
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca", help="PEM bundle of the only CAs server chains may lead to (roots, intermediates)."),
+]
+PcaOption = Annotated[
+    str | None, typer.Option("--pca-arn", help="AWS Private CA whose certificate and chain are the anchors.")
+]
+ShortLivedOption = Annotated[
+    bool, typer.Option("--short-lived", help="The CA issues short-lived certificates: flag any over 7 days.")
+]
+ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: boto3's chain).")]
+RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (the PCA ARN's wins).")]
+ProbeTimeoutOption = Annotated[
+    float, typer.Option("--probe-timeout", help="Seconds for each probe's connect and handshake.", min=0.1)
+]
 
 
 def _version(value: bool) -> None:
@@ -69,16 +91,19 @@ def analyze(
     keylog: Annotated[
         Path | None, typer.Option("--keylog", help="NSS key log (TLS 1.3 certificate recovery).")
     ] = None,
-    ca: Annotated[
-        Path | None,
-        typer.Option(
-            "--ca", help="PEM bundle of the only CAs server chains may lead to (root and intermediates)."
-        ),
-    ] = None,
-    short_lived: Annotated[
+    ca: CaOption = None,
+    pca_arn: PcaOption = None,
+    short_lived: ShortLivedOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    probe: Annotated[
         bool,
-        typer.Option("--short-lived", help="The CA issues short-lived certificates: flag any over 7 days."),
+        typer.Option(
+            "--probe",
+            help="Handshake once with each TLS server whose chain the capture did not show (from here).",
+        ),
     ] = False,
+    probe_timeout: ProbeTimeoutOption = 5.0,
     max_buffer: Annotated[
         int, typer.Option(help="Bytes per direction kept for classifying a flow.", min=1024)
     ] = DEFAULT_MAX_BUFFER,
@@ -89,15 +114,16 @@ def analyze(
 ) -> None:
     """Analyse captures offline: classify every TCP flow and judge its encryption."""
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
-    anchors = _anchors(ca, short_lived) if ca is not None else None
+    anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    timeout = probe_timeout if probe else None
     with _interruptible(), _report_file(output) as handle:
         if output_format is OutputFormat.json:
             writer = JsonReportWriter(handle, SCHEMA_VERSION)
-            report = _run(files, config, keylog, anchors, writer.flow)
+            report = _run(files, config, keylog, anchors, timeout, writer.flow)
             writer.finish(report)
         else:
             worst = WorstFlows(max_rows)
-            report = _run(files, config, keylog, anchors, worst.add)
+            report = _run(files, config, keylog, anchors, timeout, worst.add)
             # A pipe or file gets 120 columns (rich would assume 80); a terminal keeps its own width.
             console = Console(file=handle)
             if not console.is_terminal:
@@ -106,15 +132,62 @@ def analyze(
     raise typer.Exit(EXIT_FINDINGS if report.summary.by_verdict.get(Verdict.FAIL.value) else EXIT_OK)
 
 
-def _anchors(bundle: Path, short_lived: bool) -> TrustAnchors:
-    try:
-        data = bundle.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{bundle}: cannot read the CA bundle: {exc.strerror or exc}") from exc
-    try:
-        return TrustAnchors.from_pem_bundle(data, short_lived=short_lived)
-    except InputError as exc:
-        raise InputError(f"{bundle}: {exc}") from exc
+@app.command("probe")
+def probe_command(
+    endpoint: Annotated[str, typer.Argument(help="HOST:PORT to handshake with once (IPv6 in brackets).")],
+    sni: Annotated[str | None, typer.Option("--sni", help="Server name to send.")] = None,
+    ca: CaOption = None,
+    pca_arn: PcaOption = None,
+    short_lived: ShortLivedOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    timeout: ProbeTimeoutOption = 5.0,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format.")
+    ] = OutputFormat.table,
+) -> None:
+    """One TLS handshake with a server (no application data): version, cipher and the chain it presents."""
+    host, port = parse_endpoint(endpoint)
+    anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    with _interruptible():
+        result = run_probe(ProbeTarget(host, port, sni), timeout=timeout)
+    judgement = None
+    if anchors is not None and result.certificates:
+        judgement = judge_chain(result.certificates, anchors, at=datetime.now(UTC), expected_name=sni)
+    if output_format is OutputFormat.json:
+        print(json.dumps(probe_to_dict(result, judgement), indent=2))
+    else:
+        render_probe(result, judgement, Console())
+    failed = judgement is not None and judgement.status.value == Verdict.FAIL.value
+    raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _anchors(
+    bundle: Path | None, pca_arn: str | None, short_lived: bool, profile: str | None, region: str | None
+) -> TrustAnchors | None:
+    """The trust anchors from --ca and/or --pca-arn (both: either may anchor a chain)."""
+    found: list[TrustAnchors] = []
+    if bundle is not None:
+        try:
+            data = bundle.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{bundle}: cannot read the CA bundle: {exc.strerror or exc}") from exc
+        try:
+            found.append(TrustAnchors.from_pem_bundle(data, short_lived=short_lived))
+        except InputError as exc:
+            raise InputError(f"{bundle}: {exc}") from exc
+    if pca_arn is not None:
+        from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
+        from verifier.aws.pca import load_pca_anchors
+
+        found.append(load_pca_anchors(new_session(profile, region), pca_arn))
+    if not found:
+        return None
+    return TrustAnchors(
+        roots=tuple(der for anchors in found for der in anchors.roots),
+        intermediates=tuple(der for anchors in found for der in anchors.intermediates),
+        short_lived=short_lived or any(anchors.short_lived for anchors in found),
+    )
 
 
 def _run(
@@ -122,11 +195,14 @@ def _run(
     config: AnalyzerConfig,
     keylog: Path | None,
     anchors: TrustAnchors | None,
+    probe_timeout: float | None,
     sink: FlowSink,
 ) -> Report:
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return analyze_files(files, config, keylog=keylog, sink=sink, anchors=anchors)
+        return analyze_files(
+            files, config, keylog=keylog, sink=sink, anchors=anchors, probe_timeout=probe_timeout
+        )
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("reading", total=None)
@@ -134,7 +210,15 @@ def _run(
         def update(done: int, total: int, path: Path) -> None:
             progress.update(task, completed=done, total=total, description=path.name)
 
-        return analyze_files(files, config, keylog=keylog, progress=update, sink=sink, anchors=anchors)
+        return analyze_files(
+            files,
+            config,
+            keylog=keylog,
+            progress=update,
+            sink=sink,
+            anchors=anchors,
+            probe_timeout=probe_timeout,
+        )
 
 
 @contextmanager

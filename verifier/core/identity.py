@@ -26,16 +26,17 @@ class IdentityJudge:
         self.certificates = certificates  # SHA-256 -> DER, as the analyser registers them
         self._cache: dict[tuple[tuple[str, ...], str | None, int], ChainJudgement] = {}
 
-    def apply(self, record: FlowRecord) -> FlowRecord:
+    def apply(self, record: FlowRecord, at: float | None = None) -> FlowRecord:
+        """Judge the record's server chain as of ``at`` (default: when the connection was captured)."""
         if not record.server_certificates:
             return record
-        window = int(record.first_seen) // _JUDGEMENT_WINDOW
+        window = int(record.first_seen if at is None else at) // _JUDGEMENT_WINDOW
         key = (record.server_certificates, record.sni, window)
         judgement = self._cache.get(key)
         if judgement is None:
             chain = [self.certificates[digest] for digest in record.server_certificates]
-            at = datetime.fromtimestamp(window * _JUDGEMENT_WINDOW, UTC)
-            judgement = judge_chain(chain, self.anchors, at=at, expected_name=record.sni)
+            moment = datetime.fromtimestamp(window * _JUDGEMENT_WINDOW, UTC)
+            judgement = judge_chain(chain, self.anchors, at=moment, expected_name=record.sni)
             self._cache[key] = judgement
         identity = Verdict(judgement.status.value)
         verdict, reason = record.verdict, record.reason
