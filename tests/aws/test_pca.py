@@ -13,6 +13,7 @@ What moto 5.2.5's acm-pca does that shapes these tests (moto/acmpca/models.py):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -483,3 +484,21 @@ def test_malformed_arns_are_usage_errors(arn: str) -> None:
     with pytest.raises(UsageError, match="is not the ARN of a Private CA") as caught:
         parse_pca_arn(arn)
     assert caught.value.exit_code == 2
+
+
+def test_analyze_with_pca_arn_holds_chains_to_that_ca(pca: Any, session: boto3.session.Session) -> None:
+    """The CLI wiring: --pca-arn anchors judge the capture's chains (issued by another CA here: FAIL)."""
+    from typer.testing import CliRunner
+
+    from verifier.cli import app
+
+    arn, _ = install_root(pca, "Service Connect Root")
+    capture = Path(__file__).resolve().parents[2] / "captures" / "vxlan-tls12-chain.pcap"
+    result = CliRunner().invoke(app, ["analyze", str(capture), "--pca-arn", arn, "--format", "json"])
+    assert result.exit_code == 1, result.output
+    flows = json.loads(result.output)["flows"]
+    assert flows and {flow["identity"] for flow in flows} == {"FAIL"}
+    assert all(
+        "chains_to_anchor" in {c["name"] for c in flow["identity_checks"] if c["status"] == "FAIL"}
+        for flow in flows
+    )
