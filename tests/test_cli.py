@@ -137,3 +137,28 @@ def test_ca_bundle_judges_chains(tmp_path: Path) -> None:
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("verifier ")
+
+
+def test_expect_name_overrides_the_sni_for_that_server(tmp_path: Path) -> None:
+    root = CAPTURES / "pki" / "root-ca.pem"
+    server = (
+        "10.77.0.2:8443"  # the TLS 1.2 server of that capture; its certificate names api.internal.example
+    )
+    wrong = run(
+        "analyze",
+        TLS12_ONLY,
+        "--ca",
+        root,
+        "--expect-name",
+        f"{server}=payments.internal.example",
+        "--format",
+        "json",
+    )
+    flows = json.loads(wrong.stdout)["flows"]
+    assert wrong.returncode == 1 and {f["identity"] for f in flows} == {"FAIL"}
+    assert all(
+        any(c["name"] == "san_matches" and c["status"] == "FAIL" for c in f["identity_checks"]) for f in flows
+    )
+    right = run("analyze", TLS12_ONLY, "--ca", root, "--expect-name", f"{server}=api.internal.example")
+    assert right.returncode == 0
+    assert_one_line_error(run("analyze", TLS12_ONLY, "--expect-name", "no-equals-sign"), "--expect-name")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import chain, islice
@@ -44,6 +44,7 @@ def analyze_files(
     progress: ProgressCallback | None = None,
     sink: FlowSink | None = None,
     anchors: TrustAnchors | None = None,
+    expected_names: Mapping[str, str] | None = None,
     probe_timeout: float | None = None,
 ) -> Report:
     """Analyse capture files as one body of traffic and return the report.
@@ -59,7 +60,7 @@ def analyze_files(
     collected: list[FlowRecord] = []
     deliver = sink or collected.append
     summary = SummaryBuilder()
-    identity = IdentityJudge(anchors, analyzer.certificates) if anchors is not None else None
+    identity = IdentityJudge(anchors, analyzer.certificates, expected_names) if anchors is not None else None
 
     def emit(record: FlowRecord, at: float | None = None) -> None:
         if identity is not None:

@@ -104,6 +104,13 @@ def analyze(
         ),
     ] = False,
     probe_timeout: ProbeTimeoutOption = 5.0,
+    expect_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect-name",
+            help="HOST:PORT=NAME: that server's certificate must carry NAME (default: the SNI). Repeatable.",
+        ),
+    ] = None,
     max_buffer: Annotated[
         int, typer.Option(help="Bytes per direction kept for classifying a flow.", min=1024)
     ] = DEFAULT_MAX_BUFFER,
@@ -115,15 +122,16 @@ def analyze(
     """Analyse captures offline: classify every TCP flow and judge its encryption."""
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
     anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    expected_names = _expected_names(expect_name or [])
     timeout = probe_timeout if probe else None
     with _interruptible(), _report_file(output) as handle:
         if output_format is OutputFormat.json:
             writer = JsonReportWriter(handle, SCHEMA_VERSION)
-            report = _run(files, config, keylog, anchors, timeout, writer.flow)
+            report = _run(files, config, keylog, anchors, expected_names, timeout, writer.flow)
             writer.finish(report)
         else:
             worst = WorstFlows(max_rows)
-            report = _run(files, config, keylog, anchors, timeout, worst.add)
+            report = _run(files, config, keylog, anchors, expected_names, timeout, worst.add)
             # A pipe or file gets 120 columns (rich would assume 80); a terminal keeps its own width.
             console = Console(file=handle)
             if not console.is_terminal:
@@ -190,18 +198,37 @@ def _anchors(
     )
 
 
+def _expected_names(pairs: list[str]) -> dict[str, str]:
+    """--expect-name HOST:PORT=NAME values, keyed as flow records spell servers ("ip:port", "[v6]:port")."""
+    names = {}
+    for pair in pairs:
+        endpoint, separator, name = pair.rpartition("=")
+        if not separator or not name:
+            raise UsageError(f"--expect-name {pair!r}: expected HOST:PORT=NAME")
+        host, port = parse_endpoint(endpoint)
+        names[f"[{host}]:{port}" if ":" in host else f"{host}:{port}"] = name
+    return names
+
+
 def _run(
     files: list[Path],
     config: AnalyzerConfig,
     keylog: Path | None,
     anchors: TrustAnchors | None,
+    expected_names: dict[str, str],
     probe_timeout: float | None,
     sink: FlowSink,
 ) -> Report:
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
         return analyze_files(
-            files, config, keylog=keylog, sink=sink, anchors=anchors, probe_timeout=probe_timeout
+            files,
+            config,
+            keylog=keylog,
+            sink=sink,
+            anchors=anchors,
+            expected_names=expected_names,
+            probe_timeout=probe_timeout,
         )
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
@@ -217,6 +244,7 @@ def _run(
             progress=update,
             sink=sink,
             anchors=anchors,
+            expected_names=expected_names,
             probe_timeout=probe_timeout,
         )
 

@@ -323,7 +323,12 @@ class FlowClassifier:
         if version == _TLS13:
             if self._keylog is not None and client.client_hellos:
                 return (), (), None, "the key log has no entry for this connection's client random"
-            return (), (), None, "TLS 1.3 encrypts the certificate chain: give --keylog to see it"
+            return (
+                (),
+                (),
+                None,
+                "TLS 1.3 encrypts the certificate chain: give --keylog, or --probe, to see it",
+            )
         if server.certificates:
             return server.certificates, client.certificates, "passive", None
         if version is None:

@@ -8,6 +8,7 @@ the identity was not checked and how to check it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -21,9 +22,16 @@ _JUDGEMENT_WINDOW = 60
 
 
 class IdentityJudge:
-    def __init__(self, anchors: TrustAnchors, certificates: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        anchors: TrustAnchors,
+        certificates: dict[str, bytes],
+        expected_names: Mapping[str, str] | None = None,
+    ) -> None:
         self.anchors = anchors
         self.certificates = certificates  # SHA-256 -> DER, as the analyser registers them
+        # server "ip:port" -> the name its certificate must carry (its Service Connect name, say); else SNI
+        self.expected_names = dict(expected_names or {})
         self._cache: dict[tuple[tuple[str, ...], str | None, int], ChainJudgement] = {}
 
     def apply(self, record: FlowRecord, at: float | None = None) -> FlowRecord:
@@ -31,12 +39,13 @@ class IdentityJudge:
         if not record.server_certificates:
             return record
         window = int(record.first_seen if at is None else at) // _JUDGEMENT_WINDOW
-        key = (record.server_certificates, record.sni, window)
+        name = self.expected_names.get(record.server, record.sni)
+        key = (record.server_certificates, name, window)
         judgement = self._cache.get(key)
         if judgement is None:
             chain = [self.certificates[digest] for digest in record.server_certificates]
             moment = datetime.fromtimestamp(window * _JUDGEMENT_WINDOW, UTC)
-            judgement = judge_chain(chain, self.anchors, at=moment, expected_name=record.sni)
+            judgement = judge_chain(chain, self.anchors, at=moment, expected_name=name)
             self._cache[key] = judgement
         identity = Verdict(judgement.status.value)
         verdict, reason = record.verdict, record.reason
