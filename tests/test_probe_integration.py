@@ -109,3 +109,13 @@ def test_probe_command(tmp_path: Path, tls_server: int) -> None:
         [*command, "--sni", SNI, "--ca", other], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1 and "FAIL" in result.stdout
+
+
+def test_probe_command_on_a_closed_port_is_inconclusive() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    command = [sys.executable, "-c", "from verifier.cli import main; main()", "probe", f"127.0.0.1:{port}"]
+    result = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert (report["ok"], report["verdict"]) == (False, "INCONCLUSIVE") and "refused" in report["error"]

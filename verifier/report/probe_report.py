@@ -27,6 +27,10 @@ def probe_to_dict(result: ProbeResult, judgement: ChainJudgement | None) -> dict
         "elapsed": round(result.elapsed, 6),
         "certificates": [_certificate(der) for der in result.certificates],
         "identity": judgement.status.value if judgement is not None else None,
+        # A probe that could not complete proves nothing either way.
+        "verdict": judgement.status.value
+        if judgement is not None
+        else (None if result.ok else "INCONCLUSIVE"),
         "identity_checks": [
             {"name": check.name, "status": check.status.value, "detail": check.detail}
             for check in (judgement.checks if judgement is not None else ())
@@ -40,9 +44,8 @@ def render_probe(result: ProbeResult, judgement: ChainJudgement | None, console:
     if result.ok:
         console.print(f"{escape(where)}: {result.tls_version}, {escape(result.cipher_suite or '?')}")
     else:
-        console.print(
-            f"{escape(where)}: [bold magenta]no completed handshake[/]: {escape(result.error or '')}"
-        )
+        reason = escape(result.error or "")
+        console.print(f"{escape(where)}: [bold magenta]INCONCLUSIVE[/], no completed handshake: {reason}")
     for position, der in enumerate(result.certificates):
         entry = _certificate(der)
         subject = entry.get("subject", entry.get("error", ""))
