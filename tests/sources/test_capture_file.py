@@ -17,13 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from verifier.core.decode import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_RAW
 from verifier.errors import CaptureFormatError, InputError
 from verifier.sources import capture_file
 from verifier.sources.capture_file import (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_RAW,
     MAX_CAPLEN,
     CaptureTruncatedError,
     Interface,

@@ -8,6 +8,7 @@ in the order flows, then the rest; JSON readers do not care.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "summary": asdict(report.summary),
         "coverage": coverage,
         "flows": [flow_to_dict(flow) for flow in report.flows],
-        "certificates": [_certificate(digest, der) for digest, der in report.certificates.items()],
+        "certificates": [certificate_to_dict(der, digest) for digest, der in report.certificates.items()],
     }
 
 
@@ -82,8 +83,9 @@ def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     return record
 
 
-def _certificate(digest: str, der: bytes) -> dict[str, Any]:
-    entry: dict[str, Any] = {"sha256": digest}
+def certificate_to_dict(der: bytes, digest: str | None = None) -> dict[str, Any]:
+    """One certificate for a report: its summary, or why it cannot be read, and its DER."""
+    entry: dict[str, Any] = {"sha256": digest or hashlib.sha256(der).hexdigest()}
     try:
         summary = summarize_certificate(der)
     except ParseError as exc:

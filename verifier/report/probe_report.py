@@ -3,16 +3,14 @@ on its chain."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from verifier.core.chains import ChainJudgement, summarize_certificate
-from verifier.errors import ParseError
+from verifier.core.chains import ChainJudgement
 from verifier.probe import ProbeResult
+from verifier.report.json_report import certificate_to_dict
 
 
 def probe_to_dict(result: ProbeResult, judgement: ChainJudgement | None) -> dict[str, Any]:
@@ -25,7 +23,7 @@ def probe_to_dict(result: ProbeResult, judgement: ChainJudgement | None) -> dict
         "cipher_suite": result.cipher_suite,
         "chain_complete": result.chain_complete,
         "elapsed": round(result.elapsed, 6),
-        "certificates": [_certificate(der) for der in result.certificates],
+        "certificates": [certificate_to_dict(der) for der in result.certificates],
         "identity": judgement.status.value if judgement is not None else None,
         # A probe that could not complete proves nothing either way.
         "verdict": judgement.status.value
@@ -47,7 +45,7 @@ def render_probe(result: ProbeResult, judgement: ChainJudgement | None, console:
         reason = escape(result.error or "")
         console.print(f"{escape(where)}: [bold magenta]INCONCLUSIVE[/], no completed handshake: {reason}")
     for position, der in enumerate(result.certificates):
-        entry = _certificate(der)
+        entry = certificate_to_dict(der)
         subject = entry.get("subject", entry.get("error", ""))
         console.print(f"  [{position}] {escape(subject)}  (sha256 {entry['sha256'][:16]}...)")
     if result.certificates and not result.chain_complete:
@@ -56,22 +54,3 @@ def render_probe(result: ProbeResult, judgement: ChainJudgement | None, console:
         console.print(f"Chain against the given CA: {judgement.status.value}")
         for check in judgement.checks:
             console.print(f"  {check.status.value:12} {check.name}: {escape(check.detail)}")
-
-
-def _certificate(der: bytes) -> dict[str, Any]:
-    entry: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
-    try:
-        summary = summarize_certificate(der)
-    except ParseError as exc:
-        entry["error"] = f"not a certificate this tool can read: {exc}"
-    else:
-        entry.update(
-            subject=summary.subject,
-            issuer=summary.issuer,
-            serial=summary.serial,
-            not_before=summary.not_before.isoformat(),
-            not_after=summary.not_after.isoformat(),
-            san_dns=list(summary.san_dns),
-        )
-    entry["der_base64"] = base64.b64encode(der).decode("ascii")
-    return entry

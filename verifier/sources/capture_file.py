@@ -24,16 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
+from verifier.core.decode import LINKTYPE_RAW
 from verifier.errors import CaptureFormatError, InputError
-
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
 
 # Some writers stored the platform's DLT_RAW value (12, or 14 on OpenBSD) instead of LINKTYPE_RAW; libpcap and
 # Wireshark read both as raw IP.
