@@ -128,6 +128,7 @@ def test_ca_bundle_judges_chains(tmp_path: Path) -> None:
     other_root.write_bytes(make_pki().root_pem)
     foreign = run("analyze", TLS12_ONLY, "--ca", other_root)
     assert foreign.returncode == 1 and "certificate:" in foreign.stdout
+    assert "chain" in foreign.stdout and "Certificate chains against the given CA: FAIL 2" in foreign.stdout
     empty = tmp_path / "empty.pem"
     empty.write_text("no certificates here\n")
     assert_one_line_error(run("analyze", TLS12_ONLY, "--ca", empty), "empty.pem")

@@ -50,16 +50,21 @@ def _flows_table(worst_flows: list[FlowRecord], total: int, console: Console, ma
     table.add_column("vni", no_wrap=True)
     table.add_column("category", no_wrap=True)
     table.add_column("sni", overflow="fold", max_width=28)
+    judged = any(flow.identity is not None for flow in ordered)
+    if judged:
+        table.add_column("chain", no_wrap=True)  # the certificate chain against the given CA
     table.add_column("reason", overflow="fold", ratio=1)
     for flow in ordered:
-        table.add_row(
+        cells = [
             f"[{_STYLE[flow.verdict]}]{flow.verdict.value}[/]",
             escape(f"{flow.client} -> {flow.server}"),
             "" if flow.vni is None else str(flow.vni),
             escape(flow.category),
             escape(flow.sni or ""),
-            escape(flow.reason),
-        )
+        ]
+        if judged:
+            cells.append(f"[{_STYLE[flow.identity]}]{flow.identity.value}[/]" if flow.identity else "")
+        table.add_row(*cells, escape(flow.reason))
     console.print(table)
     if total > len(ordered):
         console.print(f"... {total - len(ordered)} more flows; use --format json for all of them.")
