@@ -41,6 +41,16 @@ def declared_actions(source: str, filename: str) -> tuple[set[str], list[str]]:
             problems.append(f"{where}: '{given.value}' is not an IAM action (service:Action)")
         else:
             actions.add(given.value)
+    # Permissions AWS checks besides the called action (tag-on-create authorizes ec2:CreateTags) are
+    # declared as module constants named *_IAM_ACTION beside the calls that need them.
+    for node in ast.parse(source, filename).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id.endswith("_IAM_ACTION") for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            actions.add(node.value.value)
     return actions, problems
 
 
