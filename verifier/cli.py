@@ -6,10 +6,11 @@ Exit codes: 0 every flow PASS or WARN (or inconclusive), 1 at least one FAIL, 2 
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -168,6 +169,92 @@ def probe_command(
         render_probe(result, judgement, Console())
     failed = judgement is not None and judgement.status.value == Verdict.FAIL.value
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+@app.command("plan")
+def plan_command(
+    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster.")] = None,
+    service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
+    eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
+    collector_eni: Annotated[
+        str | None, typer.Option("--collector-eni", help="Mirror target: the collector instance's ENI.")
+    ] = None,
+    nlb_arn: Annotated[
+        str | None, typer.Option("--nlb-arn", help="Mirror target: a Network Load Balancer.")
+    ] = None,
+    gwlb_endpoint: Annotated[
+        str | None, typer.Option("--gwlb-endpoint", help="Mirror target: a Gateway Load Balancer endpoint.")
+    ] = None,
+    ports: Annotated[
+        str | None,
+        typer.Option("--ports", help="Only TCP connections to or from these ports, e.g. 443,5432."),
+    ] = None,
+    snaplen: Annotated[
+        int | None, typer.Option("--snaplen", help="Mirror only this many bytes per packet.")
+    ] = None,
+    vni: Annotated[int | None, typer.Option("--vni", help="First VNI (default: AWS picks).")] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Split sources an instance target cannot take.")
+    ] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
+    ] = 60,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Show what a run would mirror and every AWS call it would make, with parameters; make none of them."""
+    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
+    from verifier.aws.mirroring import Target
+    from verifier.aws.planning import plan_run
+    from verifier.report.plan_report import plan_to_dict, render_plan
+
+    targets = [
+        Target("network-interface", collector_eni) if collector_eni else None,
+        Target("network-load-balancer", nlb_arn) if nlb_arn else None,
+        Target("gateway-load-balancer-endpoint", gwlb_endpoint) if gwlb_endpoint else None,
+    ]
+    chosen = [target for target in targets if target is not None]
+    if len(chosen) != 1:
+        raise UsageError("name exactly one mirror target: --collector-eni, --nlb-arn or --gwlb-endpoint")
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    now = datetime.now(UTC)
+    outcome = plan_run(
+        session,
+        region=aws_region,
+        run_id=run_id or f"verifier-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+        target=chosen[0],
+        expires_at=now + timedelta(minutes=expires_in),
+        cluster=cluster,
+        services=service or [],
+        tasks=task or [],
+        enis=eni or [],
+        ports=_ports(ports) if ports else None,
+        snaplen=snaplen,
+        vni=vni,
+        batch=batch,
+    )
+    if output_format is OutputFormat.json:
+        print(json.dumps(plan_to_dict(outcome), indent=2, default=str))
+    else:
+        render_plan(outcome, Console())
+
+
+def _ports(text: str) -> list[int]:
+    try:
+        ports = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--ports {text!r}: expected numbers separated by commas") from exc
+    if not ports or any(not 0 < port < 65536 for port in ports):
+        raise UsageError(f"--ports {text!r}: ports are 1 to 65535")
+    return ports
 
 
 def _anchors(

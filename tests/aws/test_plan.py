@@ -1,0 +1,82 @@
+"""`verifier plan` against moto: it shows every create call and makes none."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from moto import mock_aws
+from typer.testing import CliRunner
+
+from tests.aws.test_pca import offline_environment
+from verifier.cli import app
+from verifier.embedded import moto_mirroring
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def ec2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    offline_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    moto_mirroring.install()
+    with mock_aws():
+        yield boto3.client("ec2", region_name=REGION)
+
+
+def _enis(ec2: Any, count: int) -> list[str]:
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    return [
+        ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+        for _ in range(count)
+    ]
+
+
+def test_plan_lists_the_calls_and_makes_none(ec2: Any) -> None:
+    first, second, collector = _enis(ec2, 3)
+    arguments = ["plan", "--eni", first, "--eni", second, "--collector-eni", collector, "--region", REGION]
+    result = CliRunner().invoke(app, [*arguments, "--run-id", "r1", "--ports", "443", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)["runs"]
+    operations = [call["operation"] for call in run["calls"]]
+    assert operations[0] == "CreateTrafficMirrorFilter"
+    assert operations.count("CreateTrafficMirrorSession") == 2 and "CreateTrafficMirrorTarget" in operations
+    sessions = [
+        call["parameters"] for call in run["calls"] if call["operation"] == "CreateTrafficMirrorSession"
+    ]
+    assert {session["NetworkInterfaceId"] for session in sessions} == {first, second}
+    tags = {t["Key"]: t["Value"] for t in sessions[0]["TagSpecifications"][0]["Tags"]}
+    assert tags["verifier:run-id"] == "r1" and tags["verifier:created-by"] == "verifier"
+    # Nothing was created.
+    assert ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"] == []
+    assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"] == []
+
+
+def test_plan_reports_someone_elses_session_as_a_coverage_risk(ec2: Any) -> None:
+    source, collector = _enis(ec2, 2)
+    foreign_target = ec2.create_traffic_mirror_target(NetworkInterfaceId=collector)["TrafficMirrorTarget"]
+    foreign_filter = ec2.create_traffic_mirror_filter()["TrafficMirrorFilter"]
+    ec2.create_traffic_mirror_session(
+        NetworkInterfaceId=source,
+        TrafficMirrorTargetId=foreign_target["TrafficMirrorTargetId"],
+        TrafficMirrorFilterId=foreign_filter["TrafficMirrorFilterId"],
+        SessionNumber=1,
+    )
+    result = CliRunner().invoke(
+        app, ["plan", "--eni", source, "--collector-eni", collector, "--region", REGION]
+    )
+    assert result.exit_code == 0, result.output
+    assert "coverage risk" in result.output and "session 1" in result.output
+    assert "'SessionNumber': 2" in result.output
+
+
+def test_plan_needs_exactly_one_target(ec2: Any) -> None:
+    (source,) = _enis(ec2, 1)
+    result = CliRunner().invoke(app, ["plan", "--eni", source, "--region", REGION])
+    assert result.exit_code != 0 and "exactly one mirror target" in str(result.exception)
