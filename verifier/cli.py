@@ -35,6 +35,7 @@ from verifier.report.terminal import render
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2  # typer exits 2 on usage errors itself; kept here to document the code
+EXIT_AWS = 3
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -245,6 +246,52 @@ def plan_command(
         print(json.dumps(plan_to_dict(outcome), indent=2, default=str))
     else:
         render_plan(outcome, Console())
+
+
+@app.command("cleanup")
+def cleanup_command(
+    run_id: Annotated[
+        list[str] | None, typer.Option("--run-id", help="A run to tear down (repeatable).")
+    ] = None,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="Every run whose verifier:expires-at tag has passed.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Delete what earlier runs left (found by tag and by run state file); never an untagged one."""
+    from verifier.aws.calls import new_client, new_session  # boto3 loads only when AWS is used
+    from verifier.aws.cleanup import clean, leftovers
+    from verifier.aws.cleanup import expired as expired_runs
+
+    if not run_id and not expired:
+        raise UsageError("name runs with --run-id, or pass --expired")
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    ec2 = new_client(session, "ec2", aws_region)
+    found = leftovers(ec2)
+    chosen = list(
+        dict.fromkeys([*(run_id or []), *(expired_runs(found, datetime.now(UTC)) if expired else [])])
+    )
+    if dry_run:
+        for name in chosen:
+            ids = found[name].resource_ids if name in found else ()
+            print(f"{name}: would delete {', '.join(ids) if ids else 'nothing (none left)'}")
+        raise typer.Exit(EXIT_OK)
+    left = False
+    for name, report in clean(ec2, chosen).items():
+        print(f"{name}: deleted {len(report.deleted)}, already gone {len(report.already_gone)}")
+        for resource_id, why in report.left:
+            left = True
+            print(f"{name}: still there: {resource_id}: {why}")
+    if not chosen:
+        print("nothing to clean up")
+    raise typer.Exit(EXIT_AWS if left else EXIT_OK)
 
 
 def _ports(text: str) -> list[int]:

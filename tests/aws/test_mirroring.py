@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +464,33 @@ def test_a_failing_filter_create_raises(stubbed: tuple[Any, Stubber], tmp_path: 
     with pytest.raises(AwsError, match="ec2:CreateTrafficMirrorFilter"):
         create(client, plan, state)
     assert [(step.role, step.resource_id) for step in state.steps] == [("filter", None)]
+
+
+def test_cleanup_finds_runs_by_tag_and_deletes_only_the_expired_ones(vpc: Vpc) -> None:
+    from verifier.aws.cleanup import clean, expired, leftovers
+
+    old = make_plans(vpc.ec2, "old-run", vpc.tasks[:1], Target("network-interface", vpc.collector),
+                     EXPIRES - timedelta(hours=2))[0]  # fmt: skip
+    fresh = make_plans(vpc.ec2, "fresh-run", vpc.tasks[1:], Target("network-interface", vpc.collector),
+                       EXPIRES + timedelta(hours=2))[0]  # fmt: skip
+    create(vpc.ec2, old, runstate.start("old-run", vpc.states))
+    create(vpc.ec2, fresh, runstate.start("fresh-run", vpc.states))
+    foreign = vpc.ec2.create_traffic_mirror_filter(Description="someone else's")["TrafficMirrorFilter"]
+
+    found = leftovers(vpc.ec2, vpc.states)
+    assert set(found) == {"old-run", "fresh-run"} and found["old-run"].expires_at == EXPIRES - timedelta(
+        hours=2
+    )
+    assert expired(found, EXPIRES) == ["old-run"]
+
+    reports = clean(vpc.ec2, ["old-run"], state_base=vpc.states, sleep=never_sleep)
+    assert reports["old-run"].left == () and len(reports["old-run"].deleted) >= 4
+    assert tagged_with(vpc, "old-run") == {"sessions": [], "targets": [], "filters": [], "rules": []}
+    assert tagged_with(vpc, "fresh-run")["sessions"]  # not expired: untouched
+    remaining = {
+        f["TrafficMirrorFilterId"] for f in vpc.ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]
+    }
+    assert foreign["TrafficMirrorFilterId"] in remaining  # untagged: never touched
+    assert set(leftovers(vpc.ec2, vpc.states)) == {"fresh-run"}
+    again = clean(vpc.ec2, ["old-run"], state_base=vpc.states, sleep=never_sleep)  # safe twice
+    assert again["old-run"].deleted == () and again["old-run"].left == ()

@@ -80,3 +80,30 @@ def test_plan_needs_exactly_one_target(ec2: Any) -> None:
     (source,) = _enis(ec2, 1)
     result = CliRunner().invoke(app, ["plan", "--eni", source, "--region", REGION])
     assert result.exit_code != 0 and "exactly one mirror target" in str(result.exception)
+
+
+def test_cleanup_command_dry_run_then_delete(
+    ec2: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from verifier.aws import runstate
+    from verifier.aws.mirroring import Target, create, make_plans
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    source, collector = _enis(ec2, 2)
+    expires = datetime.now(UTC) - timedelta(minutes=5)
+    (plan,) = make_plans(ec2, "gone-run", [source], Target("network-interface", collector), expires)
+    create(ec2, plan, runstate.start("gone-run"))
+
+    listed = CliRunner().invoke(app, ["cleanup", "--expired", "--dry-run", "--region", REGION])
+    assert listed.exit_code == 0 and "gone-run: would delete" in listed.output
+    assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"]  # dry run: still there
+
+    done = CliRunner().invoke(app, ["cleanup", "--expired", "--region", REGION])
+    assert done.exit_code == 0, done.output
+    assert "gone-run: deleted" in done.output
+    assert ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"] == []
+    assert ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"] == []
+    nothing = CliRunner().invoke(app, ["cleanup", "--region", REGION])
+    assert nothing.exit_code != 0 and "--run-id" in str(nothing.exception)

@@ -423,16 +423,18 @@ def create(ec2: Any, plan: MirrorPlan, state: RunState) -> Created:
 
 def _tagged(ec2: Any, operation: str, run_id: str) -> list[dict[str, Any]]:
     """Every resource of the Describe ``operation`` tagged with ``run_id`` by verifier."""
+    return describe_tagged(ec2, operation, {TAG_RUN_ID: run_id, TAG_CREATED_BY: CREATED_BY})
+
+
+def describe_tagged(ec2: Any, operation: str, tags: dict[str, str]) -> list[dict[str, Any]]:
+    """Every resource the Describe ``operation`` lists with all of ``tags``, all pages."""
     key = {
         "DescribeTrafficMirrorSessions": "TrafficMirrorSessions",
         "DescribeTrafficMirrorTargets": "TrafficMirrorTargets",
         "DescribeTrafficMirrorFilters": "TrafficMirrorFilters",
     }[operation]
     params: dict[str, Any] = {
-        "Filters": [
-            {"Name": f"tag:{TAG_RUN_ID}", "Values": [run_id]},
-            {"Name": f"tag:{TAG_CREATED_BY}", "Values": [CREATED_BY]},
-        ]
+        "Filters": [{"Name": f"tag:{name}", "Values": [value]} for name, value in tags.items()]
     }
     found: list[dict[str, Any]] = []
     while True:
