@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import chain, islice
@@ -19,7 +19,7 @@ from verifier import __version__
 from verifier.core.chains import TrustAnchors
 from verifier.core.flows import Analyzer, AnalyzerConfig
 from verifier.core.identity import IdentityJudge
-from verifier.core.keylog import parse_keylog
+from verifier.core.keylog import KeyLog, parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
 from verifier.core.summary import SummaryBuilder
 from verifier.errors import InputError
@@ -34,6 +34,66 @@ _BATCH = 65536
 # (bytes read so far in this file, file size, path) -> None
 ProgressCallback = Callable[[int, int, Path], None]
 FlowSink = Callable[[FlowRecord], None]
+
+
+class Pipeline:
+    """The analyser and what follows it: chain judgement, probes, summary, and where records go.
+
+    Frames go in (``feed``, any number at a time); ``report`` finishes the flows and builds the Report.
+    Used for capture files and for frames arriving live from the collector.
+    """
+
+    def __init__(
+        self,
+        config: AnalyzerConfig | None = None,
+        *,
+        keylog: KeyLog | None = None,
+        sink: FlowSink | None = None,
+        anchors: TrustAnchors | None = None,
+        expected_names: Mapping[str, str] | None = None,
+        probe_timeout: float | None = None,
+    ) -> None:
+        self.analyzer = Analyzer(config, keylog=keylog)
+        self._collected: list[FlowRecord] = []
+        self._deliver = sink or self._collected.append
+        self._summary = SummaryBuilder()
+        certificates = self.analyzer.certificates
+        self._identity = IdentityJudge(anchors, certificates, expected_names) if anchors is not None else None
+        self._prober = _Prober(probe_timeout, certificates, self._emit) if probe_timeout is not None else None
+
+    def feed(self, frames: Iterable[tuple[float, int, bytes, int]]) -> None:
+        self.analyzer.feed(frames)
+        self._drain(final=False)
+
+    def report(self, captures: Sequence[CaptureSource], keylog: Path | None = None) -> Report:
+        self.analyzer.finish()
+        self._drain(final=True)
+        self._collected.sort(key=lambda flow: (flow.first_seen, flow.client, flow.server))
+        return Report(
+            schema_version=SCHEMA_VERSION,
+            tool_version=__version__,
+            captures=tuple(captures),
+            keylog=str(keylog) if keylog is not None else None,
+            flows=tuple(self._collected),
+            certificates=dict(self.analyzer.certificates),
+            summary=self._summary.build(),
+            coverage=self.analyzer.coverage(),
+        )
+
+    def _emit(self, record: FlowRecord, at: float | None = None) -> None:
+        if self._identity is not None:
+            record = self._identity.apply(record, at)
+        self._summary.add(record)
+        self._deliver(record)
+
+    def _drain(self, *, final: bool) -> None:
+        for record in self.analyzer.drain():
+            if self._prober is not None:
+                self._prober.take(record)
+            else:
+                self._emit(record)
+        if self._prober is not None:
+            self._prober.release(wait=final)
 
 
 def analyze_files(
@@ -55,30 +115,16 @@ def analyze_files(
     machine (see verifier.probe) and its flows carry the chain it presents.
     """
     given_secrets = _read_keylog(keylog) if keylog is not None else b""
-    analyzer = Analyzer(config, keylog=parse_keylog(given_secrets) if given_secrets else None)
+    pipeline = Pipeline(
+        config,
+        keylog=parse_keylog(given_secrets) if given_secrets else None,
+        sink=sink,
+        anchors=anchors,
+        expected_names=expected_names,
+        probe_timeout=probe_timeout,
+    )
+    analyzer = pipeline.analyzer
     embedded_secrets = b""
-    collected: list[FlowRecord] = []
-    deliver = sink or collected.append
-    summary = SummaryBuilder()
-    identity = IdentityJudge(anchors, analyzer.certificates, expected_names) if anchors is not None else None
-
-    def emit(record: FlowRecord, at: float | None = None) -> None:
-        if identity is not None:
-            record = identity.apply(record, at)
-        summary.add(record)
-        deliver(record)
-
-    prober = _Prober(probe_timeout, analyzer.certificates, emit) if probe_timeout is not None else None
-
-    def drain(final: bool = False) -> None:
-        for record in analyzer.drain():
-            if prober is not None:
-                prober.take(record)
-            else:
-                emit(record)
-        if prober is not None:
-            prober.release(wait=final)
-
     sources = []
     for path in paths:
         with open_capture(path) as capture:
@@ -92,9 +138,8 @@ def analyze_files(
                     embedded_secrets += b"\n" + capture.tls_key_log
                     analyzer.keylog = parse_keylog(given_secrets + embedded_secrets)
                 count = analyzer.frames
-                analyzer.feed(chain(first, islice(frames, _BATCH - len(first))))
+                pipeline.feed(chain(first, islice(frames, _BATCH - len(first))))
                 first = []
-                drain()
                 if progress is not None:
                     progress(capture.bytes_read, capture.size, path)
                 if analyzer.frames - count < _BATCH:
@@ -109,19 +154,7 @@ def analyze_files(
                     frames=analyzer.frames - frames_before,
                 )
             )
-    analyzer.finish()
-    drain(final=True)
-    collected.sort(key=lambda flow: (flow.first_seen, flow.client, flow.server))
-    return Report(
-        schema_version=SCHEMA_VERSION,
-        tool_version=__version__,
-        captures=tuple(sources),
-        keylog=str(keylog) if keylog is not None else None,
-        flows=tuple(collected),
-        certificates=dict(analyzer.certificates),
-        summary=summary.build(),
-        coverage=analyzer.coverage(),
-    )
+    return pipeline.report(sources, keylog)
 
 
 class _Prober:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from verifier import __version__
-from verifier.analysis import SCHEMA_VERSION, FlowSink, analyze_files
+from verifier.analysis import SCHEMA_VERSION, FlowSink, Pipeline, analyze_files
 from verifier.core.chains import TrustAnchors, judge_chain
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
 from verifier.core.model import Report, Verdict
@@ -31,6 +33,7 @@ from verifier.probe import probe as run_probe
 from verifier.report.json_report import JsonReportWriter
 from verifier.report.probe_report import probe_to_dict, render_probe
 from verifier.report.terminal import render
+from verifier.sources.collector import Collector, CollectorLimits
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -170,6 +173,95 @@ def probe_command(
         render_probe(result, judgement, Console())
     failed = judgement is not None and judgement.status.value == Verdict.FAIL.value
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+@app.command("collect")
+def collect_command(
+    listen: Annotated[
+        str, typer.Option("--listen", help="ADDRESS:PORT to receive mirrored VXLAN on.")
+    ] = "0.0.0.0:4789",
+    duration: Annotated[
+        str | None, typer.Option("--duration", help="Stop after this long: 120, 120s, 5m, 1h.")
+    ] = None,
+    packets: Annotated[
+        int | None, typer.Option("--packets", help="Stop after this many datagrams.", min=1)
+    ] = None,
+    max_bytes: Annotated[
+        int | None, typer.Option("--max-bytes", help="Stop after this many bytes.", min=1)
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="pcap to write (mode 0600).")] = None,
+    rotate_bytes: Annotated[
+        int | None, typer.Option("--rotate-bytes", help="Start a new file past this size.", min=4096)
+    ] = None,
+    no_pcap: Annotated[
+        bool, typer.Option("--no-pcap", help="Write nothing to disk (needs --analyze).")
+    ] = False,
+    analyze: Annotated[bool, typer.Option("--analyze", help="Analyse the traffic as it arrives.")] = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format (with --analyze).")
+    ] = OutputFormat.table,
+) -> None:
+    """Receive mirrored traffic (VXLAN on UDP) on this machine; write a pcap and/or analyse it live."""
+    if no_pcap and not analyze:
+        raise UsageError("--no-pcap without --analyze would keep nothing")
+    if not no_pcap and out is None:
+        raise UsageError("name the capture with --out FILE, or pass --no-pcap --analyze")
+    if no_pcap and out is not None:
+        raise UsageError("--out and --no-pcap contradict each other")
+    limits = CollectorLimits(_seconds(duration) if duration else None, packets, max_bytes)
+    host, port = parse_endpoint(listen)
+    worst = WorstFlows(40)
+    writer = (
+        JsonReportWriter(sys.stdout, SCHEMA_VERSION)
+        if analyze and output_format is OutputFormat.json
+        else None
+    )
+    pipeline = Pipeline(sink=writer.flow if writer is not None else worst.add) if analyze else None
+    try:
+        collector = Collector(
+            (host, port),
+            out=out,
+            rotate_bytes=rotate_bytes,
+            on_frame=(lambda *frame: pipeline.feed((frame,))) if pipeline is not None else None,
+        )
+    except OSError as exc:
+        raise InputError(f"{listen}: cannot listen there: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        stats = collector.run(limits, stop)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    drops = f"kernel drops {stats.kernel_drops}" if stats.drops_counted else "kernel drops not reported here"
+    files = f"; wrote {', '.join(stats.files)}" if stats.files else ""
+    print(
+        f"collected {stats.datagrams} datagrams, {stats.bytes} bytes in {stats.ended - stats.started:.1f} s "
+        f"({stats.stop_reason}), {drops}{files}",
+        file=sys.stderr,
+    )
+    if pipeline is None:
+        raise typer.Exit(EXIT_OK)
+    report = pipeline.report(())
+    if writer is not None:
+        writer.finish(report)
+    else:
+        render(report, Console(), worst.flows(), 40)
+    raise typer.Exit(EXIT_FINDINGS if report.summary.by_verdict.get(Verdict.FAIL.value) else EXIT_OK)
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise UsageError(f"--duration {text!r}: expected a number of seconds, or 30s, 5m, 1h") from None
+    if seconds <= 0:
+        raise UsageError(f"--duration {text!r}: must be positive")
+    return seconds
 
 
 @app.command("plan")

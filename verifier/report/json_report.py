@@ -21,23 +21,35 @@ from verifier.errors import ParseError
 
 
 class JsonReportWriter:
+    """Nothing is written until the first flow or ``finish``: a run that fails before any result leaves no
+    half document behind."""
+
     def __init__(self, out: TextIO, schema_version: str) -> None:
         self._out = out
-        self._first = True
-        out.write(f'{{"schema_version": {json.dumps(schema_version)},\n')
-        out.write(f' "tool": {{"name": "verifier", "version": {json.dumps(__version__)}}},\n')
-        out.write(' "flows": [')
+        self._schema_version = schema_version
+        self._flows = 0
 
     def flow(self, record: FlowRecord) -> None:
+        if not self._flows:
+            self._header()
+            self._out.write("\n  ")
+        else:
+            self._out.write(",\n  ")
+        self._flows += 1
         # json.dumps, not json.dump: dump streams through the pure-Python encoder, dumps uses the C one.
-        separator = "\n  " if self._first else ",\n  "
-        self._first = False
-        self._out.write(separator + json.dumps(flow_to_dict(record), separators=(", ", ": ")))
+        self._out.write(json.dumps(flow_to_dict(record), separators=(", ", ": ")))
+
+    def _header(self) -> None:
+        self._out.write(f'{{"schema_version": {json.dumps(self._schema_version)},\n')
+        self._out.write(f' "tool": {{"name": "verifier", "version": {json.dumps(__version__)}}},\n')
+        self._out.write(' "flows": [')
 
     def finish(self, report: Report) -> None:
         """Write the flows collected in ``report`` (if any) and everything that is not a flow."""
         for record in report.flows:
             self.flow(record)
+        if not self._flows:
+            self._header()
         rest = report_to_dict(report)
         del rest["schema_version"], rest["tool"], rest["flows"]
         self._out.write("\n ],\n")
