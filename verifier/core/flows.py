@@ -10,8 +10,8 @@ follows the number of open flows, not the length of the capture.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -513,8 +513,8 @@ def _endpoints(client_key: bytes) -> tuple[int | None, str, str]:
 
 def _endpoint(address: bytes, port: int) -> str:
     if len(address) == 16:
-        return f"[{socket.inet_ntop(socket.AF_INET6, address)}]:{port}"
-    return f"{socket.inet_ntop(socket.AF_INET, address)}:{port}"
+        return f"[{ipaddress.IPv6Address(address)}]:{port}"
+    return f"{address[0]}.{address[1]}.{address[2]}.{address[3]}:{port}"
 
 
 def _take_roles(flow: _Flow, classifier: FlowClassifier) -> None:
