@@ -12,16 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from verifier.aws.mirroring import (
-    CREATED_BY,
-    TAG_CREATED_BY,
-    TAG_EXPIRES_AT,
-    TAG_RUN_ID,
-    TeardownReport,
-    describe_tagged,
-    teardown,
-)
+from verifier.aws.mirroring import TeardownReport, describe_tagged, teardown
 from verifier.aws.runstate import RunState, list_runs, load, runs_directory
+from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
 
 _RESOURCE_KINDS = (
     ("DescribeTrafficMirrorSessions", "TrafficMirrorSessionId"),

@@ -24,6 +24,8 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from verifier.aws.calls import call
 from verifier.aws.runstate import RunState
+from verifier.aws.security_groups import remove_vxlan_ingress
+from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
 from verifier.errors import AwsError, UsageError
 
 RULES_PER_FILTER = 10
@@ -35,10 +37,6 @@ VNI_LIMIT = 1 << 24  # 24-bit VXLAN network identifier
 TCP = 6
 ANYWHERE = "0.0.0.0/0"  # includes the VPC's own addresses: intra-VPC traffic is mirrored too
 
-CREATED_BY = "verifier"
-TAG_RUN_ID = "verifier:run-id"
-TAG_CREATED_BY = "verifier:created-by"
-TAG_EXPIRES_AT = "verifier:expires-at"
 
 # Placeholders in planned parameters for ids that exist only once the filter and the target do.
 FILTER_ID = "<filter id>"
@@ -487,7 +485,7 @@ def teardown(ec2: Any, state: RunState, sleep: Callable[[float], None] = time.sl
     already gone counts as deleted; in-use and throttling errors are retried with exponential backoff."""
     recorded: dict[str, list[str]] = {"session": [], "target": [], "filter-rule": [], "filter": []}
     for step in state.steps:
-        if step.resource_id is not None:
+        if step.resource_id is not None and step.kind in recorded:  # sg-rule steps: remove_vxlan_ingress
             recorded[step.kind].append(step.resource_id)
     sessions = _tagged(ec2, "DescribeTrafficMirrorSessions", state.run_id)
     recorded["session"] += [item["TrafficMirrorSessionId"] for item in sessions]
@@ -511,6 +509,10 @@ def teardown(ec2: Any, state: RunState, sleep: Callable[[float], None] = time.sl
                 gone.append(resource_id)
             else:
                 left.append((resource_id, outcome))
+    # Last, the security-group rules a --fix-sg added (its intent is recorded before any rule exists): only
+    # now is no session sending to the target.
+    if any(step.kind == "sg-rule" for step in state.steps):
+        deleted += remove_vxlan_ingress(ec2, state)
     if not left:
         state.mark_torn_down()
     return TeardownReport(tuple(deleted), tuple(gone), tuple(left))
