@@ -91,6 +91,17 @@ def call(client: Any, operation: str, iam_action: str, **params: Any) -> dict[st
     return response
 
 
+def paginate(client: Any, operation: str, iam_action: str, key: str, **params: Any) -> list[Any]:
+    """``call`` for every page (NextToken) of a list operation; the items under ``key`` of all pages."""
+    items: list[Any] = []
+    while True:
+        page = call(client, operation, iam_action=iam_action, **params)
+        items += page.get(key, [])
+        if not page.get("NextToken"):
+            return items
+        params["NextToken"] = page["NextToken"]
+
+
 def _client_error_line(
     exc: ClientError, operation: str, iam_action: str, subject: str, resource: str, region: str
 ) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from verifier.aws.calls import call
+from verifier.aws.calls import call, paginate
 from verifier.aws.runstate import RunState
 from verifier.aws.security_groups import remove_vxlan_ingress
 from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
@@ -154,19 +154,14 @@ def filter_rules(ports: Iterable[int] | None) -> tuple[Rule, ...]:
 
 
 def _sessions_on(ec2: Any, eni: str) -> list[dict[str, Any]]:
-    sessions: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"Filters": [{"Name": "network-interface-id", "Values": [eni]}]}
-    while True:
-        page = call(
-            ec2,
-            "DescribeTrafficMirrorSessions",
-            iam_action="ec2:DescribeTrafficMirrorSessions",
-            **params,
-        )
-        sessions += page.get("TrafficMirrorSessions", [])
-        if not page.get("NextToken"):
-            return sessions
-        params["NextToken"] = page["NextToken"]
+    by_eni = [{"Name": "network-interface-id", "Values": [eni]}]
+    return paginate(
+        ec2,
+        "DescribeTrafficMirrorSessions",
+        iam_action="ec2:DescribeTrafficMirrorSessions",
+        key="TrafficMirrorSessions",
+        Filters=by_eni,
+    )
 
 
 def make_plans(
@@ -426,26 +421,30 @@ def _tagged(ec2: Any, operation: str, run_id: str) -> list[dict[str, Any]]:
 
 def describe_tagged(ec2: Any, operation: str, tags: dict[str, str]) -> list[dict[str, Any]]:
     """Every resource the Describe ``operation`` lists with all of ``tags``, all pages."""
-    key = {
-        "DescribeTrafficMirrorSessions": "TrafficMirrorSessions",
-        "DescribeTrafficMirrorTargets": "TrafficMirrorTargets",
-        "DescribeTrafficMirrorFilters": "TrafficMirrorFilters",
-    }[operation]
-    params: dict[str, Any] = {
-        "Filters": [{"Name": f"tag:{name}", "Values": [value]} for name, value in tags.items()]
-    }
-    found: list[dict[str, Any]] = []
-    while True:
-        if operation == "DescribeTrafficMirrorSessions":
-            page = call(ec2, operation, iam_action="ec2:DescribeTrafficMirrorSessions", **params)
-        elif operation == "DescribeTrafficMirrorTargets":
-            page = call(ec2, operation, iam_action="ec2:DescribeTrafficMirrorTargets", **params)
-        else:
-            page = call(ec2, operation, iam_action="ec2:DescribeTrafficMirrorFilters", **params)
-        found += page.get(key, [])
-        if not page.get("NextToken"):
-            return found
-        params["NextToken"] = page["NextToken"]
+    by_tags = [{"Name": f"tag:{name}", "Values": [value]} for name, value in tags.items()]
+    if operation == "DescribeTrafficMirrorSessions":
+        return paginate(
+            ec2,
+            operation,
+            iam_action="ec2:DescribeTrafficMirrorSessions",
+            key="TrafficMirrorSessions",
+            Filters=by_tags,
+        )
+    if operation == "DescribeTrafficMirrorTargets":
+        return paginate(
+            ec2,
+            operation,
+            iam_action="ec2:DescribeTrafficMirrorTargets",
+            key="TrafficMirrorTargets",
+            Filters=by_tags,
+        )
+    return paginate(
+        ec2,
+        operation,
+        iam_action="ec2:DescribeTrafficMirrorFilters",
+        key="TrafficMirrorFilters",
+        Filters=by_tags,
+    )
 
 
 def _delete_call(ec2: Any, kind: str, resource_id: str) -> None:

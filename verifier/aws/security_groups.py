@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from verifier.aws.calls import call
+from verifier.aws.calls import call, paginate
 from verifier.aws.runstate import RunState
 from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
 from verifier.errors import AwsError, UsageError
@@ -81,14 +81,13 @@ def _target_groups(ec2: Any, target_eni: str) -> tuple[str, ...]:
 
 def _rules(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every security group rule DescribeSecurityGroupRules lists for ``filters``, all pages."""
-    params: dict[str, Any] = {"Filters": filters}
-    rules: list[dict[str, Any]] = []
-    while True:
-        page = call(ec2, "DescribeSecurityGroupRules", iam_action="ec2:DescribeSecurityGroupRules", **params)
-        rules += page.get("SecurityGroupRules", [])
-        if not page.get("NextToken"):
-            return rules
-        params["NextToken"] = page["NextToken"]
+    return paginate(
+        ec2,
+        "DescribeSecurityGroupRules",
+        iam_action="ec2:DescribeSecurityGroupRules",
+        key="SecurityGroupRules",
+        Filters=filters,
+    )
 
 
 def check_vxlan_ingress(
