@@ -502,3 +502,61 @@ def test_analyze_with_pca_arn_holds_chains_to_that_ca(pca: Any, session: boto3.s
         "chains_to_anchor" in {c["name"] for c in flow["identity_checks"] if c["status"] == "FAIL"}
         for flow in flows
     )
+
+
+def test_probe_a_server_presenting_a_pca_issued_chain(
+    pca: Any, session: boto3.session.Session, tmp_path: Path
+) -> None:
+    """End to end: moto's Private CA issues a leaf, a real OpenSSL server on 127.0.0.1 presents it, and
+    `verifier probe --pca-arn` judges the chain it sees against that CA."""
+    import socket
+    import ssl
+    import threading
+
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+    from typer.testing import CliRunner
+
+    from verifier.cli import app
+
+    arn, _ = install_root(pca, "Service Connect Root")
+    leaf = issue_leaf(pca, arn)
+    (tmp_path / "chain.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+    key = pki.ec_key("pca-e2e-leaf").private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (tmp_path / "key.pem").write_bytes(key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve_once() -> None:
+        try:
+            connection, _ = listener.accept()
+            connection.settimeout(5)
+            with context.wrap_socket(connection, server_side=True) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+
+    server = threading.Thread(target=serve_once, daemon=True)
+    server.start()
+    try:
+        port = listener.getsockname()[1]
+        arguments = [
+            "probe",
+            f"127.0.0.1:{port}",
+            "--sni",
+            pki.SERVICE_NAME,
+            "--pca-arn",
+            arn,
+            "--format",
+            "json",
+        ]
+        result = CliRunner().invoke(app, arguments)
+    finally:
+        server.join(15)
+        listener.close()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["tls_version"], report["identity"]) == ("TLS1.3", "PASS"), report["identity_checks"]
+    statuses = {check["name"]: check["status"] for check in report["identity_checks"]}
+    assert statuses["chains_to_anchor"] == "PASS" and statuses["san_matches"] == "PASS"
