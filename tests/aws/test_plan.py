@@ -107,3 +107,29 @@ def test_cleanup_command_dry_run_then_delete(
     assert ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"] == []
     nothing = CliRunner().invoke(app, ["cleanup", "--region", REGION])
     assert nothing.exit_code != 0 and "--run-id" in str(nothing.exception)
+
+
+def _address(ec2: Any, eni: str) -> str:
+    (interface,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    return str(interface["PrivateIpAddress"])
+
+
+def test_plan_says_which_sources_the_collector_would_drop(ec2: Any) -> None:
+    first, second, collector = _enis(ec2, 3)
+    arguments = ["plan", "--eni", first, "--eni", second, "--collector-eni", collector, "--region", REGION]
+    blocked = CliRunner().invoke(app, [*arguments, "--format", "json"])
+    assert blocked.exit_code == 0, blocked.output
+    ingress = json.loads(blocked.output)["vxlan_ingress"]
+    assert sorted(ingress["missing"]) == sorted([_address(ec2, first), _address(ec2, second)])
+
+    (group,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[collector])["NetworkInterfaces"][0][
+        "Groups"
+    ]
+    ec2.authorize_security_group_ingress(
+        GroupId=group["GroupId"],
+        IpPermissions=[
+            {"IpProtocol": "udp", "FromPort": 4789, "ToPort": 4789, "IpRanges": [{"CidrIp": "10.20.0.0/16"}]}
+        ],
+    )
+    allowed = CliRunner().invoke(app, arguments)
+    assert allowed.exit_code == 0 and "allowed from every source" in allowed.output

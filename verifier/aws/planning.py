@@ -11,6 +11,7 @@ import boto3  # type: ignore[import-untyped]
 from verifier.aws.calls import new_client
 from verifier.aws.ecs import resolve_sources
 from verifier.aws.mirroring import MirrorPlan, Target, make_plans
+from verifier.aws.security_groups import VxlanReachability, check_vxlan_ingress
 from verifier.core.targets import MirrorSource, ServiceConnectDeclaration
 
 
@@ -19,6 +20,7 @@ class PlanOutcome:
     sources: tuple[MirrorSource, ...]
     declarations: tuple[ServiceConnectDeclaration, ...]
     plans: tuple[MirrorPlan, ...]
+    vxlan_ingress: VxlanReachability | None  # instance targets: can every source send UDP 4789 to it?
 
 
 def plan_run(
@@ -52,4 +54,8 @@ def plan_run(
         vni=vni,
         batch=batch,
     )
-    return PlanOutcome(tuple(sources), tuple(declarations), tuple(plans))
+    reachability = None
+    if target.kind == "network-interface":
+        addresses = [source.private_ip for source in sources if source.private_ip]
+        reachability = check_vxlan_ingress(ec2, target.value, addresses)
+    return PlanOutcome(tuple(sources), tuple(declarations), tuple(plans), reachability)

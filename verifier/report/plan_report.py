@@ -16,6 +16,7 @@ def plan_to_dict(outcome: PlanOutcome) -> dict[str, Any]:
     return {
         "sources": [asdict(source) for source in outcome.sources],
         "service_connect": [asdict(declaration) for declaration in outcome.declarations],
+        "vxlan_ingress": asdict(outcome.vxlan_ingress) if outcome.vxlan_ingress is not None else None,
         "runs": [
             {
                 "run_id": plan.run_id,
@@ -44,6 +45,20 @@ def render_plan(outcome: PlanOutcome, console: Console) -> None:
         for declaration in outcome.declarations:
             tls = f"TLS by {declaration.pca_arn}" if declaration.tls_enabled else "no TLS"
             console.print(f"  {escape(declaration.service)}/{escape(declaration.port_name)}: {escape(tls)}")
+    reachability = outcome.vxlan_ingress
+    if reachability is not None:
+        groups = ", ".join(reachability.groups) or "none"
+        if reachability.missing:
+            missing = ", ".join(reachability.missing)
+            console.print(
+                f"[bold red]VXLAN (UDP 4789) to {escape(reachability.target_eni)} is not allowed from[/] "
+                f"{escape(missing)} (its security groups: {escape(groups)}): those sources' packets would be "
+                "dropped; allow UDP 4789 from them"
+            )
+        else:
+            console.print(f"VXLAN (UDP 4789) to {escape(reachability.target_eni)}: allowed from every source")
+        for sentence in reachability.how:
+            console.print(f"  {escape(sentence)}")
     for plan in outcome.plans:
         console.print(f"[bold]Run {escape(plan.run_id)}[/]: no call below is made by `verifier plan`")
         for eni, why in plan.unmirrorable:
