@@ -290,6 +290,10 @@ def plan_command(
     batch: Annotated[
         bool, typer.Option("--batch", help="Split sources an instance target cannot take.")
     ] = False,
+    session_number: Annotated[
+        int | None,
+        typer.Option("--session-number", help="Our sessions' number (default: above every existing one)."),
+    ] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
     expires_in: Annotated[
         int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
@@ -333,6 +337,7 @@ def plan_command(
         snaplen=snaplen,
         vni=vni,
         batch=batch,
+        session_number=session_number,
     )
     if output_format is OutputFormat.json:
         print(json.dumps(plan_to_dict(outcome), indent=2, default=str))

@@ -133,3 +133,25 @@ def test_plan_says_which_sources_the_collector_would_drop(ec2: Any) -> None:
     )
     allowed = CliRunner().invoke(app, arguments)
     assert allowed.exit_code == 0 and "allowed from every source" in allowed.output
+
+
+def test_session_number_override_never_takes_someone_elses(ec2: Any) -> None:
+    source, collector = _enis(ec2, 2)
+    foreign_target = ec2.create_traffic_mirror_target(NetworkInterfaceId=collector)["TrafficMirrorTarget"]
+    foreign_filter = ec2.create_traffic_mirror_filter()["TrafficMirrorFilter"]
+    ec2.create_traffic_mirror_session(
+        NetworkInterfaceId=source,
+        TrafficMirrorTargetId=foreign_target["TrafficMirrorTargetId"],
+        TrafficMirrorFilterId=foreign_filter["TrafficMirrorFilterId"],
+        SessionNumber=5,
+    )
+    base = ["plan", "--eni", source, "--collector-eni", collector, "--region", REGION, "--format", "json"]
+    first = json.loads(CliRunner().invoke(app, [*base, "--session-number", "1"]).output)["runs"][0]
+    session = next(c["parameters"] for c in first["calls"] if c["operation"] == "CreateTrafficMirrorSession")
+    assert session["SessionNumber"] == 1
+    assert any("comes before session 5" in risk for risk in first["coverage_risks"])
+    taken = json.loads(CliRunner().invoke(app, [*base, "--session-number", "5"]).output)["runs"][0]
+    assert taken["not_mirrorable"] and "taken" in taken["not_mirrorable"][0]["why"]
+    assert not any(c["operation"] == "CreateTrafficMirrorSession" for c in taken["calls"])
+    out_of_range = CliRunner().invoke(app, [*base, "--session-number", "0"])
+    assert out_of_range.exit_code != 0 and "1 to 32766" in str(out_of_range.exception)

@@ -176,11 +176,14 @@ def make_plans(
     vni: int | None = None,
     instance_target_sources: int = INSTANCE_TARGET_SOURCES,
     batch: bool = False,
+    session_number: int | None = None,
 ) -> list[MirrorPlan]:
     """The plan of a run mirroring ``sources`` to ``target``: one plan, or with ``batch`` one per batch of
     sources an instance target can take (run one after the other, run ids RUN-b1, RUN-b2...). Asks EC2 for
     the sessions already on each source (read only)."""
     rules = filter_rules(ports)
+    if session_number is not None and not 1 <= session_number <= MAX_SESSION_NUMBER:
+        raise UsageError(f"--session-number {session_number}: AWS allows 1 to {MAX_SESSION_NUMBER}")
     if snaplen is not None and snaplen < 1:
         raise UsageError(f"--snaplen {snaplen}: must be at least 1")
     unique = list(dict.fromkeys(sources))
@@ -214,15 +217,25 @@ def make_plans(
                     )
                 )
                 continue
-            number = max(numbers, default=0) + 1
+            number = session_number if session_number is not None else max(numbers, default=0) + 1
+            if number in numbers:
+                taken = next(
+                    s["TrafficMirrorSessionId"] for s in existing if int(s["SessionNumber"]) == number
+                )
+                unmirrorable.append((eni, f"session number {number} is taken by {taken}, which is not ours"))
+                continue
             if number > MAX_SESSION_NUMBER:
                 unmirrorable.append(
                     (eni, f"an existing session already has the highest number {numbers[-1]}")
                 )
                 continue
+            # The lowest-numbered session whose filter matches takes a packet, and each packet goes once.
             risks += [
                 f"{eni}: packets matched by session {session['SessionNumber']}'s filter "
                 f"({session['TrafficMirrorSessionId']}) go there, not to us"
+                if int(session["SessionNumber"]) < number
+                else f"{eni}: our session {number} comes before session {session['SessionNumber']} "
+                f"({session['TrafficMirrorSessionId']}): packets both filters match come to us, not to it"
                 for session in existing
             ]
             session_vni = None if vni is None else vni + len(sessions)

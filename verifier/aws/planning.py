@@ -38,6 +38,7 @@ def plan_run(
     snaplen: int | None = None,
     vni: int | None = None,
     batch: bool = False,
+    session_number: int | None = None,
 ) -> PlanOutcome:
     sources, declarations = resolve_sources(
         session, region=region, cluster=cluster, services=services, tasks=tasks, enis=enis
@@ -53,6 +54,7 @@ def plan_run(
         snaplen=snaplen,
         vni=vni,
         batch=batch,
+        session_number=session_number,
     )
     reachability = None
     if target.kind == "network-interface":
