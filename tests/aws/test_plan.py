@@ -38,6 +38,18 @@ def _enis(ec2: Any, count: int) -> list[str]:
     ]
 
 
+def _foreign_session(ec2: Any, source: str, collector: str, number: int) -> None:
+    """Someone else's mirror session on ``source``, to a target and filter of their own."""
+    target = ec2.create_traffic_mirror_target(NetworkInterfaceId=collector)["TrafficMirrorTarget"]
+    mirror_filter = ec2.create_traffic_mirror_filter()["TrafficMirrorFilter"]
+    ec2.create_traffic_mirror_session(
+        NetworkInterfaceId=source,
+        TrafficMirrorTargetId=target["TrafficMirrorTargetId"],
+        TrafficMirrorFilterId=mirror_filter["TrafficMirrorFilterId"],
+        SessionNumber=number,
+    )
+
+
 def test_plan_lists_the_calls_and_makes_none(ec2: Any) -> None:
     first, second, collector = _enis(ec2, 3)
     arguments = ["plan", "--eni", first, "--eni", second, "--collector-eni", collector, "--region", REGION]
@@ -60,14 +72,7 @@ def test_plan_lists_the_calls_and_makes_none(ec2: Any) -> None:
 
 def test_plan_reports_someone_elses_session_as_a_coverage_risk(ec2: Any) -> None:
     source, collector = _enis(ec2, 2)
-    foreign_target = ec2.create_traffic_mirror_target(NetworkInterfaceId=collector)["TrafficMirrorTarget"]
-    foreign_filter = ec2.create_traffic_mirror_filter()["TrafficMirrorFilter"]
-    ec2.create_traffic_mirror_session(
-        NetworkInterfaceId=source,
-        TrafficMirrorTargetId=foreign_target["TrafficMirrorTargetId"],
-        TrafficMirrorFilterId=foreign_filter["TrafficMirrorFilterId"],
-        SessionNumber=1,
-    )
+    _foreign_session(ec2, source, collector, number=1)
     result = CliRunner().invoke(
         app, ["plan", "--eni", source, "--collector-eni", collector, "--region", REGION]
     )
@@ -137,14 +142,7 @@ def test_plan_says_which_sources_the_collector_would_drop(ec2: Any) -> None:
 
 def test_session_number_override_never_takes_someone_elses(ec2: Any) -> None:
     source, collector = _enis(ec2, 2)
-    foreign_target = ec2.create_traffic_mirror_target(NetworkInterfaceId=collector)["TrafficMirrorTarget"]
-    foreign_filter = ec2.create_traffic_mirror_filter()["TrafficMirrorFilter"]
-    ec2.create_traffic_mirror_session(
-        NetworkInterfaceId=source,
-        TrafficMirrorTargetId=foreign_target["TrafficMirrorTargetId"],
-        TrafficMirrorFilterId=foreign_filter["TrafficMirrorFilterId"],
-        SessionNumber=5,
-    )
+    _foreign_session(ec2, source, collector, number=5)
     base = ["plan", "--eni", source, "--collector-eni", collector, "--region", REGION, "--format", "json"]
     first = json.loads(CliRunner().invoke(app, [*base, "--session-number", "1"]).output)["runs"][0]
     session = next(c["parameters"] for c in first["calls"] if c["operation"] == "CreateTrafficMirrorSession")

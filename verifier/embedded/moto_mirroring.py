@@ -673,23 +673,30 @@ def _backend(response: TrafficMirrors) -> EC2Backend:
     return cast(EC2Backend, response.ec2_backend)
 
 
+def _rule_fields(self: TrafficMirrors) -> dict[str, Any]:
+    """The request parameters CreateTrafficMirrorFilterRule and ModifyTrafficMirrorFilterRule share."""
+    return {
+        "direction": self._get_param("TrafficDirection"),
+        "number": self._get_int_param("RuleNumber"),
+        "action": self._get_param("RuleAction"),
+        "destination_port_range": self._get_param("DestinationPortRange"),
+        "source_port_range": self._get_param("SourcePortRange"),
+        "protocol": self._get_int_param("Protocol"),
+        "destination_cidr": self._get_param("DestinationCidrBlock"),
+        "source_cidr": self._get_param("SourceCidrBlock"),
+        "description": self._get_param("Description"),
+    }
+
+
 def _respond_create_filter_rule(self: TrafficMirrors) -> ActionResult:
     backend = _backend(self)
     client_token = self._get_param("ClientToken")
     rule = _create_filter_rule(
         backend,
         filter_id=self._get_param("TrafficMirrorFilterId"),
-        direction=self._get_param("TrafficDirection"),
-        number=self._get_int_param("RuleNumber"),
-        action=self._get_param("RuleAction"),
-        destination_port_range=self._get_param("DestinationPortRange"),
-        source_port_range=self._get_param("SourcePortRange"),
-        protocol=self._get_int_param("Protocol"),
-        destination_cidr=self._get_param("DestinationCidrBlock"),
-        source_cidr=self._get_param("SourceCidrBlock"),
-        description=self._get_param("Description"),
         tag_specifications=self._get_param("TagSpecifications"),
         client_token=client_token,
+        **_rule_fields(self),
     )
     return ActionResult(
         {"TrafficMirrorFilterRule": _rule_to_dict(backend, rule), "ClientToken": client_token}
@@ -701,16 +708,8 @@ def _respond_modify_filter_rule(self: TrafficMirrors) -> ActionResult:
     rule = _modify_filter_rule(
         backend,
         rule_id=self._get_param("TrafficMirrorFilterRuleId"),
-        direction=self._get_param("TrafficDirection"),
-        number=self._get_int_param("RuleNumber"),
-        action=self._get_param("RuleAction"),
-        destination_port_range=self._get_param("DestinationPortRange"),
-        source_port_range=self._get_param("SourcePortRange"),
-        protocol=self._get_int_param("Protocol"),
-        destination_cidr=self._get_param("DestinationCidrBlock"),
-        source_cidr=self._get_param("SourceCidrBlock"),
-        description=self._get_param("Description"),
         remove_fields=self._get_param("RemoveFields", []),
+        **_rule_fields(self),
     )
     return ActionResult({"TrafficMirrorFilterRule": _rule_to_dict(backend, rule)})
 
