@@ -7,6 +7,7 @@ bounded by the open flows; without a sink they are collected into the report.
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from verifier.core.keylog import KeyLog, parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
 from verifier.core.summary import SummaryBuilder
 from verifier.errors import InputError
-from verifier.probe import ProbeResult, ProbeTarget, parse_endpoint, probe
+from verifier.probe import ProbeResult, ProbeTarget, SocketFactory, parse_endpoint, probe
 from verifier.sources.capture_file import open_capture
 
 SCHEMA_VERSION = "1.0"
@@ -52,6 +53,7 @@ class Pipeline:
         anchors: TrustAnchors | None = None,
         expected_names: Mapping[str, str] | None = None,
         probe_timeout: float | None = None,
+        probe_socket: SocketFactory = socket.socket,
     ) -> None:
         self.analyzer = Analyzer(config, keylog=keylog)
         self._collected: list[FlowRecord] = []
@@ -59,7 +61,11 @@ class Pipeline:
         self._summary = SummaryBuilder()
         certificates = self.analyzer.certificates
         self._identity = IdentityJudge(anchors, certificates, expected_names) if anchors is not None else None
-        self._prober = _Prober(probe_timeout, certificates, self._emit) if probe_timeout is not None else None
+        self._prober = (
+            _Prober(probe_timeout, certificates, self._emit, probe_socket)
+            if probe_timeout is not None
+            else None
+        )
 
     def feed(self, frames: Iterable[tuple[float, int, bytes, int]]) -> None:
         self.analyzer.feed(frames)
@@ -106,6 +112,7 @@ def analyze_files(
     anchors: TrustAnchors | None = None,
     expected_names: Mapping[str, str] | None = None,
     probe_timeout: float | None = None,
+    probe_socket: SocketFactory = socket.socket,
 ) -> Report:
     """Analyse capture files as one body of traffic and return the report.
 
@@ -122,6 +129,7 @@ def analyze_files(
         anchors=anchors,
         expected_names=expected_names,
         probe_timeout=probe_timeout,
+        probe_socket=probe_socket,
     )
     analyzer = pipeline.analyzer
     embedded_secrets = b""
@@ -164,9 +172,14 @@ class _Prober:
     """
 
     def __init__(
-        self, timeout: float, certificates: dict[str, bytes], emit: Callable[[FlowRecord, float | None], None]
+        self,
+        timeout: float,
+        certificates: dict[str, bytes],
+        emit: Callable[[FlowRecord, float | None], None],
+        make_socket: SocketFactory,
     ) -> None:
         self._timeout = timeout
+        self._make_socket = make_socket
         self._certificates = certificates
         self._emit = emit
         self._pool = ThreadPoolExecutor(max_workers=PROBE_CONCURRENCY, thread_name_prefix="probe")
@@ -180,7 +193,7 @@ class _Prober:
             target = ProbeTarget(host, port, record.sni)
             future = self._probes.get(target)
             if future is None:
-                future = self._pool.submit(_timed_probe, target, self._timeout)
+                future = self._pool.submit(_timed_probe, target, self._timeout, self._make_socket)
                 self._probes[target] = future
         self._waiting.append((record, future))
 
@@ -213,8 +226,10 @@ class _Prober:
         return replace(record, server_certificates=tuple(digests), chain_source="probe", chain_note=note)
 
 
-def _timed_probe(target: ProbeTarget, timeout: float) -> tuple[ProbeResult, float]:
-    result = probe(target, timeout=timeout)
+def _timed_probe(
+    target: ProbeTarget, timeout: float, make_socket: SocketFactory
+) -> tuple[ProbeResult, float]:
+    result = probe(target, timeout=timeout, make_socket=make_socket)
     return result, time.time()
 
 

@@ -10,12 +10,13 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from verifier import __version__
 from verifier.analysis import SCHEMA_VERSION, FlowSink, Pipeline, analyze_files
 from verifier.core.chains import TrustAnchors, judge_chain
+from verifier.core.declared import worst_declared
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
 from verifier.core.model import Report, Verdict
 from verifier.core.summary import WorstFlows
@@ -129,20 +131,42 @@ def analyze(
     anchors = _anchors(ca, pca_arn, short_lived, profile, region)
     expected_names = _expected_names(expect_name or [])
     timeout = probe_timeout if probe else None
-    with _interruptible(), _report_file(output) as handle:
+    with _interruptible():
+        report = _write_report(
+            output_format,
+            output,
+            max_rows,
+            lambda sink: _run(files, config, keylog, anchors, expected_names, timeout, sink),
+        )
+    raise typer.Exit(EXIT_FINDINGS if _has_findings(report) else EXIT_OK)
+
+
+def _write_report(
+    output_format: OutputFormat, output: Path | None, max_rows: int, produce: Callable[[FlowSink], Report]
+) -> Report:
+    """Run ``produce`` with a sink streaming flows into the chosen format, then finish the document."""
+    with _report_file(output) as handle:
         if output_format is OutputFormat.json:
             writer = JsonReportWriter(handle, SCHEMA_VERSION)
-            report = _run(files, config, keylog, anchors, expected_names, timeout, writer.flow)
+            report = produce(writer.flow)
             writer.finish(report)
-        else:
-            worst = WorstFlows(max_rows)
-            report = _run(files, config, keylog, anchors, expected_names, timeout, worst.add)
-            # A pipe or file gets 120 columns (rich would assume 80); a terminal keeps its own width.
-            console = Console(file=handle)
-            if not console.is_terminal:
-                console = Console(file=handle, width=120)
-            render(report, console, worst.flows(), max_rows)
-    raise typer.Exit(EXIT_FINDINGS if report.summary.by_verdict.get(Verdict.FAIL.value) else EXIT_OK)
+            return report
+        worst = WorstFlows(max_rows)
+        report = produce(worst.add)
+        render(report, _console(handle), worst.flows(), max_rows)
+        return report
+
+
+def _console(handle: TextIO) -> Console:
+    # A pipe or file gets 120 columns (rich would assume 80); a terminal keeps its own width.
+    console = Console(file=handle)
+    return console if console.is_terminal else Console(file=handle, width=120)
+
+
+def _has_findings(report: Report) -> bool:
+    return bool(report.summary.by_verdict.get(Verdict.FAIL.value)) or worst_declared(report.declared) is (
+        Verdict.FAIL
+    )
 
 
 @app.command("probe")
@@ -200,6 +224,12 @@ def collect_command(
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="Report format (with --analyze).")
     ] = OutputFormat.table,
+    upload: Annotated[
+        str | None, typer.Option("--upload", help="Then upload the pcap(s) to s3://BUCKET/KEY, encrypted.")
+    ] = None,
+    sse_kms_key: Annotated[
+        str | None, typer.Option("--sse-kms-key", help="With --upload: SSE-KMS with this key, not AES256.")
+    ] = None,
 ) -> None:
     """Receive mirrored traffic (VXLAN on UDP) on this machine; write a pcap and/or analyse it live."""
     if no_pcap and not analyze:
@@ -208,6 +238,13 @@ def collect_command(
         raise UsageError("name the capture with --out FILE, or pass --no-pcap --analyze")
     if no_pcap and out is not None:
         raise UsageError("--out and --no-pcap contradict each other")
+    if (no_pcap and upload) or (sse_kms_key and not upload):
+        raise UsageError("--upload needs a pcap (--out), --sse-kms-key needs --upload")
+    if upload is not None:
+        from verifier.aws.remote_capture import upload_capture, upload_destination  # boto3 only when used
+
+        # Checked before capturing: a refused upload should fail in seconds, not after the capture.
+        destination = upload_destination(upload, sse_kms_key)
     limits = CollectorLimits(_seconds(duration) if duration else None, packets, max_bytes)
     host, port = parse_endpoint(listen)
     worst = WorstFlows(40)
@@ -242,6 +279,11 @@ def collect_command(
         f"({stats.stop_reason}), {drops}{files}",
         file=sys.stderr,
     )
+    if upload is not None:
+        paths = [Path(name) for name in stats.files]
+        where = destination.location
+        for url in upload_capture(destination.s3, paths, where.bucket, where.key, destination.kms_key_id):
+            print(f"uploaded {url}", file=sys.stderr)
     if pipeline is None:
         raise typer.Exit(EXIT_OK)
     report = pipeline.report(())
@@ -326,7 +368,7 @@ def plan_command(
     outcome = plan_run(
         session,
         region=aws_region,
-        run_id=run_id or f"verifier-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+        run_id=run_id or new_run_id(now),
         target=chosen[0],
         expires_at=now + timedelta(minutes=expires_in),
         cluster=cluster,
@@ -343,6 +385,214 @@ def plan_command(
         print(json.dumps(plan_to_dict(outcome), indent=2, default=str))
     else:
         render_plan(outcome, Console())
+
+
+@app.command("run")
+def run_command(
+    collector: Annotated[
+        str, typer.Option("--collector", help="The collector EC2 instance (i-...): the mirror target.")
+    ],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster.")] = None,
+    service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
+    eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
+    duration: Annotated[str, typer.Option("--duration", help="How long to capture: 120s, 5m, 1h.")] = "120s",
+    ca: CaOption = None,
+    pca_arn: PcaOption = None,
+    short_lived: ShortLivedOption = False,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe", help="After the capture, handshake once with each TLS server seen (from here)."
+        ),
+    ] = False,
+    probe_timeout: ProbeTimeoutOption = 5.0,
+    keylog: Annotated[
+        Path | None,
+        typer.Option("--keylog", help="NSS key log written by clients during the capture (read after it)."),
+    ] = None,
+    ports: Annotated[
+        str | None,
+        typer.Option("--ports", help="Only TCP connections to or from these ports, e.g. 443,5432."),
+    ] = None,
+    snaplen: Annotated[
+        int | None, typer.Option("--snaplen", help="Mirror only this many bytes per packet.")
+    ] = None,
+    session_number: Annotated[
+        int | None,
+        typer.Option("--session-number", help="Our sessions' number (default: above every existing one)."),
+    ] = None,
+    fix_sg: Annotated[
+        bool,
+        typer.Option("--fix-sg", help="Let the sources send VXLAN to the collector for this run only."),
+    ] = False,
+    listen: Annotated[
+        str, typer.Option("--listen", help="ADDRESS:PORT this machine receives the VXLAN on.")
+    ] = "0.0.0.0:4789",
+    keep_capture: Annotated[
+        Path | None,
+        typer.Option("--keep-capture", help="Keep the pcap in this directory (default: deleted after use)."),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
+    ] = 60,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format.")
+    ] = OutputFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
+) -> None:
+    """Mirror ECS tasks' traffic to the collector, capture, tear everything down, and judge every flow."""
+    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
+    from verifier.run import AnalysisOptions, LocalCapture, RunInterrupted, RunRequest, run
+
+    seconds = _seconds(duration)
+    anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    now = datetime.now(UTC)
+    request = RunRequest(
+        run_id=run_id or new_run_id(now),
+        region=aws_region,
+        collector=collector,
+        duration=seconds,
+        expires_at=now + timedelta(minutes=expires_in),
+        cluster=cluster,
+        services=tuple(service or ()),
+        tasks=tuple(task or ()),
+        enis=tuple(eni or ()),
+        ports=tuple(_ports(ports)) if ports else None,
+        snaplen=snaplen,
+        session_number=session_number,
+        fix_sg=fix_sg,
+    )
+    options = AnalysisOptions(anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None)
+    capture = LocalCapture(parse_endpoint(listen))
+    try:
+        with _run_progress(request.run_id) as progress:
+            report = _write_report(
+                output_format,
+                output,
+                max_rows,
+                lambda sink: run(
+                    session, request, capture, options, progress, sink=sink, keep_capture=keep_capture
+                ),
+            )
+    except RunInterrupted as exc:
+        print(f"verifier: {exc}: stopped; the run's AWS resources were torn down", file=sys.stderr)
+        raise typer.Exit(128 + exc.signum) from None
+    finish_run(report)
+
+
+@app.command("demo")
+def demo_command(
+    duration: Annotated[str, typer.Option("--duration", help="How long to capture: 10s, 1m.")] = "10s",
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the JSON report, the key log and run states.")
+    ] = Path("verifier-demo"),
+    probe: Annotated[
+        bool, typer.Option("--probe/--no-probe", help="Probe TLS servers whose chain the capture hides.")
+    ] = True,
+    max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
+) -> None:
+    """The main job on an embedded AWS (moto) with a Linux mirror lab as data plane: no account needed.
+
+    Needs root (network namespaces, VXLAN, tc). Findings are expected: the demo shop leaves plaintext open on
+    purpose; the exit code is 0 unless the demo itself failed.
+    """
+    from verifier.embedded.demo import run_demo  # moto and the lab load only for the demo
+
+    seconds = _seconds(duration)
+    with _interruptible(), _run_progress("demo") as progress:
+        report = run_demo(seconds, out, progress, probe=probe)
+    json_path = out / "report.json"
+    with _report_file(json_path) as handle:
+        JsonReportWriter(handle, SCHEMA_VERSION).finish(report)
+    worst = WorstFlows(max_rows)
+    for flow in report.flows:
+        worst.add(flow)
+    console = _console(sys.stdout)
+    render(report, console, worst.flows(), max_rows)
+    console.print(f"JSON report: {json_path}   key log: {out / 'demo-keys.log'}")
+    record = report.run
+    if record is not None and not record.teardown_complete:
+        finish_run(report)
+    raise typer.Exit(EXIT_OK)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"verifier-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def finish_run(report: Report) -> None:
+    """The exit of a run: 3 when the teardown left something behind (said loudly), else findings or not."""
+    record = report.run
+    if record is not None and not record.teardown_complete:
+        left = [
+            event.resource_id
+            for event in record.resources
+            if event.outcome not in ("deleted", "already gone")
+        ]
+        print(
+            f"verifier: error: the teardown left {', '.join(left)}: run `verifier cleanup --run-id "
+            f"{record.run_id}`",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_AWS)
+    raise typer.Exit(EXIT_FINDINGS if _has_findings(report) else EXIT_OK)
+
+
+class _PhaseLines:
+    """Progress for logs and pipes: one line per phase, with the time since the start."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self._started = time.monotonic()
+
+    def phase(self, name: str) -> None:
+        print(f"verifier: {self._run_id}: {time.monotonic() - self._started:6.1f} s  {name}", file=sys.stderr)
+
+    def packets(self, received: int) -> None:
+        pass
+
+
+class _PhaseStatus:
+    """Progress on a terminal: one live line naming the phase, the elapsed time and the packets received."""
+
+    def __init__(self, run_id: str, status: Any) -> None:
+        self._run_id = run_id
+        self._status = status
+        self._started = time.monotonic()
+        self._phase = "starting"
+        self._packets: int | None = None
+
+    def phase(self, name: str) -> None:
+        self._phase = name
+        self._show()
+
+    def packets(self, received: int) -> None:
+        self._packets = received
+        self._show()
+
+    def _show(self) -> None:
+        packets = f" · {self._packets} packets" if self._packets is not None else ""
+        elapsed = time.monotonic() - self._started
+        self._status.update(f"{self._run_id} · {self._phase} · {elapsed:.0f} s{packets}")
+
+
+@contextmanager
+def _run_progress(run_id: str) -> Iterator[_PhaseLines | _PhaseStatus]:
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        yield _PhaseLines(run_id)
+        return
+    with stderr.status(run_id) as status:
+        yield _PhaseStatus(run_id, status)
 
 
 @app.command("cleanup")

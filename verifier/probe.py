@@ -19,7 +19,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -65,7 +65,14 @@ _KEPT_REPLY = 60
 _CLOSE_WAIT = 1.0
 
 
-def probe(target: ProbeTarget, *, timeout: float = 5.0) -> ProbeResult:
+# (family, type, proto) -> a new socket: where a probe connects from. The default, socket.socket, is this
+# machine; the mirror lab makes sockets inside a peer's network namespace.
+SocketFactory = Callable[[int, int, int], socket.socket]
+
+
+def probe(
+    target: ProbeTarget, *, timeout: float = 5.0, make_socket: SocketFactory = socket.socket
+) -> ProbeResult:
     """One TLS handshake to ``target``; ``timeout`` bounds connect and handshake together. Never raises for
     anything the network or the server does: a failed probe is a result with ``ok=False`` and ``error``."""
     started = time.monotonic()
@@ -83,7 +90,7 @@ def probe(target: ProbeTarget, *, timeout: float = 5.0) -> ProbeResult:
         return failed(f"the SNI {target.sni!r} cannot be sent: {exc}")
 
     try:
-        sock = _connect(target, deadline)
+        sock = _connect(target, deadline, make_socket)
     except socket.gaierror as exc:
         return failed(f"cannot resolve {target.host}: {exc.strerror}")
     except ConnectionRefusedError:
@@ -165,13 +172,13 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _connect(target: ProbeTarget, deadline: float) -> socket.socket:
+def _connect(target: ProbeTarget, deadline: float, make_socket: SocketFactory) -> socket.socket:
     """A TCP connection to the target's first address that accepts. An IP address is used as it is:
     getaddrinfo parses a numeric host without asking DNS."""
     addresses = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     last_error: OSError = TimeoutError()
     for family, kind, proto, _, address in addresses:
-        sock = socket.socket(family, kind, proto)
+        sock = make_socket(family, kind, proto)
         try:
             sock.settimeout(_remaining(deadline))
             sock.connect(address)

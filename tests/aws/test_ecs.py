@@ -550,3 +550,98 @@ def test_a_branch_eni_is_unlikely(stubs: Stubs) -> None:
     (source,) = resolve_sources(stubs.session, region=REGION, enis=["eni-0branch"])[0]
     assert (source.kind, source.interface_type, source.eligibility) == ("eni", "branch", "unlikely")
     assert source.fallbacks == ()
+
+
+LEGACY_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/legacy:3"
+
+
+def test_service_connect_ports_are_what_the_server_proxy_listens_on(stubs: Stubs) -> None:
+    stubs.ecs.add_response(
+        "describe_tasks",
+        {"tasks": [fargate_task()], "failures": []},
+        {"cluster": CLUSTER, "tasks": [TASK_ARN]},
+    )
+    # Described once, for the task's network mode, and found again for the service's primary deployment.
+    stubs.ecs.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": TASK_DEFINITION_ARN,
+                "networkMode": "awsvpc",
+                "containerDefinitions": [
+                    {"name": "sidecar", "portMappings": [{"name": "metrics", "containerPort": 9090}]},
+                    {
+                        "name": "api",
+                        "portMappings": [
+                            {"name": "api", "containerPort": 8443, "hostPort": 8443},
+                            {"name": "admin", "containerPort": 9443},
+                        ],
+                    },
+                ],
+            }
+        },
+        {"taskDefinition": TASK_DEFINITION_ARN},
+    )
+
+    def exposed(port_name: str, **extra: Any) -> dict[str, Any]:
+        return {"portName": port_name, "clientAliases": [{"port": 443}], **extra}
+
+    def service(name: str, definition: str, services: list[dict[str, Any]]) -> dict[str, Any]:
+        connect = {"enabled": True, "namespace": "shop.local", "services": services}
+        deployment = {
+            "status": "PRIMARY",
+            "taskDefinition": definition,
+            "serviceConnectConfiguration": connect,
+        }
+        return {"serviceName": name, "deployments": [deployment]}
+
+    stubs.ecs.add_response(
+        "describe_services",
+        {
+            "services": [
+                service(
+                    "api",
+                    TASK_DEFINITION_ARN,
+                    [
+                        exposed("api"),  # awsvpc: the named portMapping's containerPort
+                        exposed("admin", ingressPortOverride=15000),  # the override wins
+                        exposed("metrics"),  # a portMapping of another container counts too
+                        exposed("gone"),  # no portMapping of that name: unknown
+                    ],
+                ),
+                service("legacy", LEGACY_DEFINITION_ARN, [exposed("web"), exposed("admin")]),
+            ],
+            "failures": [],
+        },
+        {"cluster": CLUSTER, "services": ["legacy", "api"]},
+    )
+    # Bridge mode: the proxy listens on an ephemeral port, whatever the containerPort.
+    stubs.ecs.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": LEGACY_DEFINITION_ARN,
+                "networkMode": "bridge",
+                "containerDefinitions": [
+                    {"name": "web", "portMappings": [{"name": "web", "containerPort": 80, "hostPort": 0}]}
+                ],
+            }
+        },
+        {"taskDefinition": LEGACY_DEFINITION_ARN},
+    )
+    stubs.ec2.add_response(
+        "describe_network_interfaces",
+        {"NetworkInterfaces": [{"NetworkInterfaceId": "eni-0task", "InterfaceType": "interface"}]},
+        {"NetworkInterfaceIds": ["eni-0task"]},
+    )
+    _, declarations = resolve_sources(
+        stubs.session, region=REGION, cluster=CLUSTER, services=["legacy"], tasks=[TASK_ARN]
+    )
+    assert [(d.service, d.port_name, d.port) for d in declarations] == [
+        ("api", "api", 8443),
+        ("api", "admin", 15000),
+        ("api", "metrics", 9090),
+        ("api", "gone", None),
+        ("legacy", "web", None),
+        ("legacy", "admin", None),
+    ]

@@ -405,6 +405,11 @@ def expect_nothing_tagged(stubber: Stubber) -> None:
     stubber.add_response("describe_traffic_mirror_filters", {"TrafficMirrorFilters": []})
 
 
+def expect_no_tagged_rules(stubber: Stubber) -> None:
+    # teardown's last step looks for security-group rules a --fix-sg of the run added
+    stubber.add_response("describe_security_group_rules", {"SecurityGroupRules": []})
+
+
 @pytest.mark.parametrize("code", ["TrafficMirrorTargetInUse", "Throttling"])
 def test_in_use_and_throttled_deletes_are_retried(
     stubbed: tuple[Any, Stubber], tmp_path: Path, code: str
@@ -414,6 +419,7 @@ def test_in_use_and_throttled_deletes_are_retried(
     for _ in range(3):
         stubber.add_client_error("delete_traffic_mirror_target", code, "busy")
     stubber.add_response("delete_traffic_mirror_target", {"TrafficMirrorTargetId": "tmt-1"})
+    expect_no_tagged_rules(stubber)
     slept: list[float] = []
     report = teardown(client, teardown_state(tmp_path, "target", "tmt-1"), sleep=slept.append)
     assert report.deleted == ("tmt-1",)
@@ -429,6 +435,7 @@ def test_a_delete_that_never_succeeds_is_reported_after_bounded_retries(
         stubber.add_client_error(
             "delete_traffic_mirror_filter", "TrafficMirrorFilterInUse", "in use by tms-9"
         )
+    expect_no_tagged_rules(stubber)
     slept: list[float] = []
     state = teardown_state(tmp_path, "filter", "tmf-1")
     report = teardown(client, state, sleep=slept.append)
@@ -446,11 +453,13 @@ def test_not_found_on_delete_is_done_and_other_errors_are_not_retried(
     stubber.add_client_error(
         "delete_traffic_mirror_session", "InvalidTrafficMirrorSessionId.NotFound", "gone"
     )
+    expect_no_tagged_rules(stubber)
     report = teardown(client, teardown_state(tmp_path, "session", "tms-1"), sleep=never_sleep)
     assert (report.deleted, report.already_gone, report.left) == ((), ("tms-1",), ())
 
     expect_nothing_tagged(stubber)
     stubber.add_client_error("delete_traffic_mirror_session", "UnauthorizedOperation", "no")
+    expect_no_tagged_rules(stubber)
     report = teardown(client, teardown_state(tmp_path, "session", "tms-1"), sleep=never_sleep)
     [(_, why)] = report.left
     assert "missing IAM permission ec2:DeleteTrafficMirrorSession" in why

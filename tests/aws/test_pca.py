@@ -3,8 +3,8 @@ cannot be made to answer (refusals, throttling, expired tokens), against botocor
 
 What moto 5.2.5's acm-pca does that shapes these tests (moto/acmpca/models.py):
   * every CA reports UsageMode SHORT_LIVED_CERTIFICATE whatever was asked (AWS's default is GENERAL_PURPOSE):
-    create_ca sets the asked mode in moto's model; every certificate moto issues is valid for 365 days from
-    now, whatever Validity says;
+    create_ca sets the asked mode in moto's model; moto makes every certificate valid for 365 days whatever
+    Validity says, which verifier.embedded's install() corrects (the session fixture installs it);
   * its subordinate-CA templates add no extension at all, so a certificate issued with them is no CA; the
     RootCACertificate/V1 template (basicConstraints CA, keyCertSign) stands in for them here;
   * the CA's key stays inside moto, as in AWS: a root CA's certificate is issued by the CA itself from its own
@@ -34,6 +34,7 @@ from tests import pki
 from verifier.aws.calls import CLIENT_CONFIG
 from verifier.aws.pca import load_pca_anchors, parse_pca_arn
 from verifier.core.chains import CheckStatus, TrustAnchors, judge_chain
+from verifier.embedded.moto_mirroring import install
 from verifier.errors import AwsError, UsageError
 
 CA_REGION = "eu-west-1"
@@ -69,6 +70,7 @@ def offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 def session(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[boto3.session.Session]:
     """A session in another region than the CA's, with moto answering every AWS call."""
     offline_environment(monkeypatch, tmp_path)
+    install()  # IssueCertificate honours Validity, as AWS does
     with mock_aws():
         yield boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=SESSION_REGION
@@ -98,14 +100,14 @@ def create_ca(pca: Any, common_name: str, ca_type: str, usage_mode: str = "GENER
     return arn
 
 
-def issue(pca: Any, ca_arn: str, csr_pem: bytes, template: str) -> tuple[str, str]:
+def issue(pca: Any, ca_arn: str, csr_pem: bytes, template: str, days: int = 3650) -> tuple[str, str]:
     """The PEM certificate ``ca_arn`` issues for the CSR, and the chain AWS returns with it ("" if none)."""
     certificate_arn = pca.issue_certificate(
         CertificateAuthorityArn=ca_arn,
         Csr=csr_pem,
         SigningAlgorithm="SHA256WITHRSA",
         TemplateArn=template,
-        Validity={"Value": 7, "Type": "DAYS"},
+        Validity={"Value": days, "Type": "DAYS"},
     )["CertificateArn"]
     got = pca.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=certificate_arn)
     return got["Certificate"], got.get("CertificateChain", "")
@@ -132,7 +134,7 @@ class Leaf:
     cert: x509.Certificate
 
 
-def issue_leaf(pca: Any, ca_arn: str) -> Leaf:
+def issue_leaf(pca: Any, ca_arn: str, days: int = 7) -> Leaf:
     """A server certificate for SERVICE_NAME, from an ECDSA P-256 key as ECS Service Connect's are."""
     request = (
         x509.CertificateSigningRequestBuilder()
@@ -140,7 +142,7 @@ def issue_leaf(pca: Any, ca_arn: str) -> Leaf:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(pki.SERVICE_NAME)]), critical=False)
         .sign(pki.ec_key("pca-e2e-leaf"), hashes.SHA256())
     )
-    certificate, chain = issue(pca, ca_arn, request.public_bytes(Encoding.PEM), END_ENTITY_TEMPLATE)
+    certificate, chain = issue(pca, ca_arn, request.public_bytes(Encoding.PEM), END_ENTITY_TEMPLATE, days)
     cert = x509.load_pem_x509_certificate(certificate.encode())
     return Leaf(cert.public_bytes(Encoding.DER), ders(chain), cert)
 
@@ -177,8 +179,11 @@ def test_a_short_lived_ca_is_marked_so(pca: Any, session: boto3.session.Session)
     arn, _ = install_root(pca, "pca root CA", "SHORT_LIVED_CERTIFICATE")
     anchors = load_pca_anchors(session, arn)
     assert anchors.short_lived
-    # moto's 365-day leaf from a short-lived CA: only the lifetime check objects.
-    leaf = issue_leaf(pca, arn)
+    week = issue_leaf(pca, arn, days=7)
+    assert all_pass(judge(week, (week.der,), anchors))
+    # A 30-day leaf from a short-lived CA: only the lifetime check objects.
+    leaf = issue_leaf(pca, arn, days=30)
+    assert leaf.cert.not_valid_after_utc - leaf.cert.not_valid_before_utc == timedelta(days=30)
     statuses = judge(leaf, (leaf.der,), anchors)
     assert statuses.pop("lifetime") == CheckStatus.WARN
     assert all_pass(statuses)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,16 @@ def test_intent_is_on_disk_before_the_id_and_both_survive_a_reload(tmp_path: Pat
             "client_token": "token-1",
             "params": {"Description": "d"},
             "resource_id": None,
+            "created_at": None,
         }
     ]
+    before = datetime.now(UTC)
     state.created("filter", "tmf-0123")
     loaded = runstate.load("run-1", tmp_path)
     assert loaded.steps == state.steps
     assert loaded.steps[0].resource_id == "tmf-0123"
+    created_at = datetime.fromisoformat(str(loaded.steps[0].created_at))
+    assert before - timedelta(milliseconds=1) <= created_at <= datetime.now(UTC)
     assert not loaded.torn_down
     loaded.mark_torn_down()
     assert runstate.load("run-1", tmp_path).torn_down
@@ -100,3 +105,10 @@ def test_the_state_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert runstate.runs_directory() == tmp_path / "home" / ".local" / "state" / "verifier" / "runs"
     monkeypatch.delenv("XDG_STATE_HOME")
     assert runstate.runs_directory() == tmp_path / "home" / ".local" / "state" / "verifier" / "runs"
+
+
+def test_a_state_written_before_creation_times_were_recorded_still_loads(tmp_path: Path) -> None:
+    step = {"role": "target", "kind": "target", "client_token": "t", "params": {}, "resource_id": "tmt-1"}
+    (tmp_path / "run-1.json").write_text(json.dumps({"run_id": "run-1", "torn_down": False, "steps": [step]}))
+    (loaded,) = runstate.load("run-1", tmp_path).steps
+    assert (loaded.resource_id, loaded.created_at) == ("tmt-1", None)

@@ -23,6 +23,7 @@ from verifier.aws.security_groups import (
     check_vxlan_ingress,
     fix_vxlan_ingress,
     remove_vxlan_ingress,
+    tagged_rules,
 )
 from verifier.errors import AwsError
 
@@ -397,3 +398,64 @@ def test_teardown_revokes_the_added_rules_last_and_only_then_marks_the_run_done(
     assert set(added) <= set(report.deleted)
     assert runstate.load(RUN, vpc.states).torn_down
     assert check_vxlan_ingress(vpc.ec2, vpc.collector, ["10.0.1.20"]).missing == ("10.0.1.20",)
+
+
+def test_cleanup_finds_and_removes_the_rule_of_a_run_killed_before_its_state_was_written(vpc: Vpc) -> None:
+    """--fix-sg added a tagged rule, then the run died with no state file: cleanup finds the run by the
+    rule's tags alone and revokes exactly that rule."""
+    from verifier.aws.cleanup import clean, leftovers
+
+    run_tags = {
+        "verifier:run-id": RUN,
+        "verifier:created-by": "verifier",
+        "verifier:expires-at": "2026-11-22T18:00:00+00:00",
+    }
+    ours = allow(vpc, vpc.groups[0], udp(4789, 4789, f"{OUTSIDE}/32"), run_tags)
+    # The same permission, untagged (an operator's), and tagged with the run id but not by verifier.
+    operators = allow(vpc, vpc.groups[1], udp(4789, 4789, f"{OUTSIDE}/32"))
+    lookalike = allow(vpc, vpc.groups[1], udp(4789, 4789, f"{INSIDE[0]}/32"), {"verifier:run-id": RUN})
+    assert not (vpc.states / f"{RUN}.json").exists()
+
+    found = leftovers(vpc.ec2, vpc.states)
+    assert set(found) == {RUN}
+    assert (found[RUN].resource_ids, found[RUN].expires_at) == ((ours,), EXPIRES)
+
+    report = clean(vpc.ec2, [RUN], state_base=vpc.states, sleep=lambda seconds: None)
+    assert (report[RUN].deleted, report[RUN].left) == ((ours,), ())
+    assert set(ingress_rules(vpc)) == {operators, lookalike}
+    assert leftovers(vpc.ec2, vpc.states) == {}
+    # Safe twice: nothing of the run is left to find.
+    assert clean(vpc.ec2, [RUN], state_base=vpc.states, sleep=lambda seconds: None)[RUN].deleted == ()
+
+
+def test_tagged_rules_checks_the_tags_on_the_answer(stubbed: tuple[Any, Stubber]) -> None:
+    """AWS filters by tag, but the answer is checked again: an answer that ignored the filters (as moto
+    versions have) must not make cleanup revoke an operator's rule or another run's."""
+    ec2, stubber = stubbed
+    ours = rule_answer(OURS)["SecurityGroupRules"][0]
+    untagged = {**ours, "SecurityGroupRuleId": "sgr-0untagged", "Tags": []}
+    other_run = {
+        **ours,
+        "SecurityGroupRuleId": "sgr-0otherrun",
+        "Tags": [{"Key": "verifier:run-id", "Value": "run-other"}, OURS[1]],
+    }
+    not_verifiers = {**ours, "SecurityGroupRuleId": "sgr-0notours", "Tags": [OURS[0]]}
+    no_run_id = {**ours, "SecurityGroupRuleId": "sgr-0norunid", "Tags": [OURS[1]]}
+    answer = {"SecurityGroupRules": [untagged, other_run, not_verifiers, no_run_id, ours]}
+    stubber.add_response(
+        "describe_security_group_rules",
+        answer,
+        {
+            "Filters": [
+                {"Name": "tag:verifier:created-by", "Values": ["verifier"]},
+                {"Name": "tag:verifier:run-id", "Values": [RUN]},
+            ]
+        },
+    )
+    assert [rule["SecurityGroupRuleId"] for rule in tagged_rules(ec2, RUN)] == [RULE]
+    stubber.add_response(
+        "describe_security_group_rules",
+        answer,
+        {"Filters": [{"Name": "tag:verifier:created-by", "Values": ["verifier"]}]},
+    )
+    assert [rule["SecurityGroupRuleId"] for rule in tagged_rules(ec2)] == ["sgr-0otherrun", RULE]

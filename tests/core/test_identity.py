@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta
+
+from tests import pki
 from tests.conftest import REPO
+from tests.records import make_record
 from tests.traffic import make_pki
 from verifier.analysis import analyze_files
 from verifier.core.chains import TrustAnchors
+from verifier.core.identity import IdentityJudge
 from verifier.core.model import Verdict
 
 CAPTURES = REPO / "captures"
@@ -39,3 +45,25 @@ def test_tls13_without_a_chain_is_not_judged_and_says_why() -> None:
     tls13 = [flow for flow in report.flows if flow.category == "TLS1.3"]
     assert tls13 and all(flow.identity is None and flow.verdict is Verdict.PASS for flow in tls13)
     assert all("--keylog" in str(flow.chain_note) for flow in tls13)
+
+
+def test_validity_is_judged_at_each_flows_own_moment() -> None:
+    """A certificate issued seconds before the traffic (Service Connect rotates 7-day certificates) is valid
+    for it; the same chain is judged again once a flow falls outside its validity."""
+    chain = pki.hierarchy("rotation")
+    issued_at = pki.T0 + timedelta(seconds=30)  # mid-minute, as a real issuance is
+    leaf = pki.issue(pki.SERVICE_NAME, pki.ec_key("rotation-leaf"), chain.sub, ca=False, not_before=issued_at)
+    certificates = {hashlib.sha256(cert.der).hexdigest(): cert.der for cert in (leaf, chain.sub)}
+    anchors = TrustAnchors(roots=(chain.root.der,), intermediates=(chain.sub.der,))
+    judge = IdentityJudge(anchors, certificates)
+
+    def judged(moment: datetime) -> Verdict | None:
+        record = make_record(
+            first_seen=moment.timestamp(), sni=pki.SERVICE_NAME, server_certificates=tuple(certificates)
+        )
+        return judge.apply(record).identity
+
+    assert judged(issued_at + timedelta(seconds=15)) is Verdict.PASS
+    assert judged(issued_at - timedelta(seconds=10)) is Verdict.FAIL  # the same minute, before issuance
+    assert judged(issued_at + timedelta(seconds=20)) is Verdict.PASS
+    assert judged(issued_at + pki.SHORT + timedelta(seconds=1)) is Verdict.FAIL  # expired

@@ -654,3 +654,89 @@ def test_threaded_server_end_to_end(moto_server: str) -> None:
         _error_code(ec2.delete_traffic_mirror_filter, TrafficMirrorFilterId=world["filter"])
         == "InvalidTrafficMirrorFilterId.NotFound"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ECS Service Connect: what CreateService declares, DescribeServices shows
+
+SERVICE_CONNECT = {
+    "enabled": True,
+    "namespace": "shop.local",
+    "services": [
+        {
+            "portName": "api",
+            "discoveryName": "api",
+            "clientAliases": [{"port": 443, "dnsName": "api.shop.local"}],
+            "tls": {
+                "issuerCertificateAuthority": {
+                    "awsPcaAuthorityArn": "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/x"
+                }
+            },
+        }
+    ],
+}
+
+
+def test_a_service_keeps_its_service_connect_configuration_on_the_primary_deployment() -> None:
+    install()
+    with mock_aws():
+        ecs = boto3.client(
+            "ecs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        ecs.create_cluster(clusterName="shop")
+        ecs.register_task_definition(
+            family="api", containerDefinitions=[{"name": "api", "image": "api:1", "memory": 128}]
+        )
+        ecs.create_service(
+            cluster="shop",
+            serviceName="api",
+            taskDefinition="api",
+            desiredCount=1,
+            serviceConnectConfiguration=SERVICE_CONNECT,
+        )
+        ecs.create_service(cluster="shop", serviceName="plain", taskDefinition="api", desiredCount=1)
+        services = ecs.describe_services(cluster="shop", services=["api", "plain"])["services"]
+    by_name = {service["serviceName"]: service for service in services}
+    (primary,) = by_name["api"]["deployments"]
+    assert primary["status"] == "PRIMARY"
+    assert primary["serviceConnectConfiguration"] == SERVICE_CONNECT
+    assert "serviceConnectConfiguration" not in by_name["plain"]["deployments"][0]
+    # Where AWS's model puts it, not where moto happens to serialise it.
+    deployment = botocore.session.get_session().get_service_model("ecs").shape_for("Deployment")
+    assert isinstance(deployment, StructureShape)
+    assert deployment.members["serviceConnectConfiguration"].name == "ServiceConnectConfiguration"
+
+
+def test_a_task_eni_gets_a_free_address_of_its_subnet() -> None:
+    install()
+    with mock_aws():
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        ec2, ecs = session.client("ec2"), session.client("ecs")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/28")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+        taken = ec2.create_network_interface(SubnetId=subnet, PrivateIpAddress="10.0.1.4")
+        ecs.create_cluster(clusterName="shop")
+        ecs.register_task_definition(
+            family="api",
+            networkMode="awsvpc",
+            containerDefinitions=[{"name": "api", "image": "api:1", "memory": 128}],
+        )
+        network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
+        tasks = ecs.run_task(
+            cluster="shop", taskDefinition="api", count=2, launchType="FARGATE", networkConfiguration=network
+        )["tasks"]
+        addresses = []
+        for task in tasks:
+            details = {d["name"]: d["value"] for d in task["attachments"][0]["details"]}
+            (eni,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[details["networkInterfaceId"]])[
+                "NetworkInterfaces"
+            ]
+            assert eni["PrivateIpAddress"] == details["privateIPv4Address"]
+            addresses.append(details["privateIPv4Address"])
+    # .0-.3 are AWS's, .4 is held by another ENI: the tasks get the next free ones, each its own.
+    assert taken["NetworkInterface"]["PrivateIpAddress"] == "10.0.1.4"
+    assert addresses == ["10.0.1.5", "10.0.1.6"]

@@ -6,6 +6,7 @@ import io
 import json
 
 from tests.conftest import REPO
+from tests.report.samples import PCA, as_run
 from verifier.analysis import SCHEMA_VERSION, analyze_files
 from verifier.core.model import FlowRecord
 from verifier.report.json_report import JsonReportWriter, flow_to_dict, report_to_dict
@@ -29,7 +30,17 @@ def test_streamed_report_equals_the_collected_one() -> None:
     document = json.loads(out.getvalue())
     expected = report_to_dict(collected)
     assert sorted(document["flows"], key=str) == sorted(expected["flows"], key=str)
-    for key in ("schema_version", "tool", "captures", "summary", "coverage", "certificates", "keylog"):
+    for key in (
+        "schema_version",
+        "tool",
+        "captures",
+        "summary",
+        "coverage",
+        "certificates",
+        "keylog",
+        "run",
+        "declared_vs_observed",
+    ):
         assert document[key] == expected[key], key
 
 
@@ -50,10 +61,48 @@ def test_a_report_with_no_flows_is_still_a_document() -> None:
     assert json.loads(out.getvalue())["flows"] == []
 
 
+def test_an_analysis_of_files_has_no_run_and_no_collector() -> None:
+    document = report_to_dict(analyze_files([CAPTURE]))
+    assert document["run"] is None
+    assert document["declared_vs_observed"] == []
+    assert document["coverage"]["collector"] is None
+
+
+def test_run_declared_rows_and_collector_are_plain_json() -> None:
+    out = io.StringIO()
+    writer = JsonReportWriter(out, SCHEMA_VERSION)
+    writer.finish(as_run(analyze_files([CAPTURE]), teardown_left=True))
+    document = json.loads(out.getvalue())
+    run = document["run"]
+    assert run["teardown_complete"] is False
+    assert [event["outcome"] for event in run["resources"]][-1] == "DeleteTrafficMirrorTarget: AccessDenied"
+    assert run["sources"][1]["refused"].startswith("InvalidParameterValue")
+    assert run["services"] == ["api", "web"]
+    rows = document["declared_vs_observed"]
+    assert rows[0]["pca_declared"] == PCA and rows[0]["by_category"] == {"TLS1.3": 12}
+    assert (rows[1]["port"], rows[1]["tls_declared"], rows[1]["verdict"]) == (8080, None, "FAIL")
+    collector = document["coverage"]["collector"]
+    assert collector["started"] == "2023-11-14T22:13:20.000000Z" and collector["kernel_drops"] is None
+    assert document == json.loads(
+        json.dumps(report_to_dict(as_run(analyze_files([CAPTURE]), teardown_left=True)))
+    )
+
+
 def test_every_member_is_documented() -> None:
     """docs/report-json.md is the schema's documentation: a member it does not name is a defect."""
     text = (REPO / "docs" / "report-json.md").read_text()
-    document = report_to_dict(analyze_files([CAPTURE]))
-    members = set(document) | set(document["flows"][0]) | set(document["coverage"]) | set(document["summary"])
+    document = report_to_dict(as_run(analyze_files([CAPTURE])))
+    run = document["run"]
+    members = (
+        set(document)
+        | set(document["flows"][0])
+        | set(document["coverage"])
+        | set(document["coverage"]["collector"])
+        | set(document["summary"])
+        | set(document["declared_vs_observed"][0])
+        | set(run)
+        | set(run["sources"][0])
+        | set(run["resources"][0])
+    )
     missing = sorted(name for name in members if f"`{name}`" not in text)
     assert not missing

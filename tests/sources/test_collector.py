@@ -343,6 +343,20 @@ def test_without_out_nothing_is_written_but_every_frame_is_seen(
     assert all(linktype == LINKTYPE_ETHERNET and length == len(data) for _ts, linktype, data, length in seen)
 
 
+def test_a_socket_bound_elsewhere_is_used_as_it_is() -> None:
+    # As a socket opened in another network namespace arrives: bound, and owned by the collector from then on.
+    bound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bound.bind(("127.0.0.1", 0))
+    seen: list[bytes] = []
+    collector = Collector(bound, out=None, on_frame=lambda _ts, _link, frame, _length: seen.append(frame))
+    assert collector.address == bound.getsockname()
+    datagrams = [vxlan(VNI, frame) for frame in http_conversation()]
+    stats, _sender = run_with_sender(collector, CollectorLimits(SAFETY, len(datagrams), None), datagrams)
+    assert stats.datagrams == len(datagrams)
+    assert [frame[14 + 20 + 8 :] for frame in seen] == datagrams
+    assert bound.fileno() == -1  # closed by the run
+
+
 def test_on_frame_sees_what_the_file_holds(tmp_path: Path) -> None:
     seen: list[tuple[float, int, bytes, int]] = []
     datagrams = [vxlan(VNI, frame) for frame in http_conversation()]

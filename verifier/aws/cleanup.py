@@ -14,6 +14,7 @@ from typing import Any
 
 from verifier.aws.mirroring import TeardownReport, describe_tagged, teardown
 from verifier.aws.runstate import RunState, list_runs, load, runs_directory
+from verifier.aws.security_groups import tagged_rules
 from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
 
 _RESOURCE_KINDS = (
@@ -31,17 +32,23 @@ class Leftover:
 
 
 def leftovers(ec2: Any, state_base: Path | None = None) -> dict[str, Leftover]:
-    """Every run with something left: tagged resources in EC2, or a run state not marked torn down."""
+    """Every run with something left: tagged resources in EC2 (mirror resources, and security group rules
+    --fix-sg added), or a run state not marked torn down."""
     found: dict[str, tuple[list[str], datetime | None]] = {}
-    for operation, id_name in _RESOURCE_KINDS:
-        for resource in describe_tagged(ec2, operation, {TAG_CREATED_BY: CREATED_BY}):
-            tags = {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
-            run_id = tags.get(TAG_RUN_ID)
-            if not run_id:
-                continue
-            ids, expires = found.setdefault(run_id, ([], None))
-            ids.append(resource[id_name])
-            found[run_id] = (ids, expires or _parse_time(tags.get(TAG_EXPIRES_AT)))
+    tagged = [
+        (resource, id_name)
+        for operation, id_name in _RESOURCE_KINDS
+        for resource in describe_tagged(ec2, operation, {TAG_CREATED_BY: CREATED_BY})
+    ]
+    tagged += [(rule, "SecurityGroupRuleId") for rule in tagged_rules(ec2)]
+    for resource, id_name in tagged:
+        tags = {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
+        run_id = tags.get(TAG_RUN_ID)
+        if not run_id:
+            continue
+        ids, expires = found.setdefault(run_id, ([], None))
+        ids.append(resource[id_name])
+        found[run_id] = (ids, expires or _parse_time(tags.get(TAG_EXPIRES_AT)))
     for run_id in list_runs(state_base):
         state = load(run_id, state_base)
         recorded = [step.resource_id for step in state.steps if step.resource_id is not None]
@@ -64,7 +71,8 @@ def clean(
     state_base: Path | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> dict[str, TeardownReport]:
-    """Tear down each run: what its state recorded and what EC2 lists with its tags."""
+    """Tear down each run: what its state recorded and what EC2 lists with its tags, security group rules
+    included."""
     reports = {}
     for run_id in run_ids:
         path = runs_directory(state_base) / f"{run_id}.json"

@@ -17,6 +17,7 @@ import boto3  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from verifier.aws.calls import call, new_client
+from verifier.aws.datastores import Resolver, datastore_sources, resolve_addresses
 from verifier.core.targets import MirrorSource, ServiceConnectDeclaration, SourceKind, judge_eligibility
 from verifier.errors import AwsError, UsageError
 
@@ -49,26 +50,32 @@ def resolve_sources(
     services: Sequence[str] = (),
     tasks: Sequence[str] = (),
     enis: Sequence[str] = (),
+    rds: Sequence[str] = (),
+    elasticache: Sequence[str] = (),
+    resolve: Resolver = resolve_addresses,
 ) -> tuple[list[MirrorSource], list[ServiceConnectDeclaration]]:
     """The sources to mirror and the Service Connect declarations of their services.
 
     With ``services``: the RUNNING tasks of those services; with ``tasks``: those tasks; with only a
-    ``cluster``: every RUNNING task of it. ``enis`` are added as they are. ECS requests go to ``cluster``
-    (ECS's "default" cluster when None)."""
-    if not (cluster or services or tasks or enis):
-        raise UsageError("nothing to mirror: name a cluster, services, tasks or ENIs")
+    ``cluster``: every RUNNING task of it. ``enis`` are added as they are, then the ENIs of the ``rds`` DB
+    instances and ``elasticache`` cache clusters (``resolve`` looks up their endpoints' addresses). ECS
+    requests go to ``cluster`` (ECS's "default" cluster when None)."""
+    if not (cluster or services or tasks or enis or rds or elasticache):
+        raise UsageError("nothing to mirror: name a cluster, services, tasks, ENIs, RDS or ElastiCache")
     ecs = new_client(session, "ecs", region)
     ec2 = new_client(session, "ec2", region)
     where = {"cluster": cluster} if cluster else {}
 
     described_tasks: list[dict[str, Any]] = []
+    definitions: dict[str, dict[str, Any]] = {}
     with _cluster_must_exist(cluster or "default", region):
         if tasks or services or cluster:
             described_tasks = _describe_tasks(ecs, where, _task_arns(ecs, where, services, tasks), tasks)
-        task_interfaces = _task_interfaces(ecs, ec2, where, described_tasks)
+        task_interfaces = _task_interfaces(ecs, ec2, where, described_tasks, definitions)
         service_names = list(dict.fromkeys([*services, *filter(None, map(_service_of, described_tasks))]))
-        declarations = _declarations(ecs, where, cluster or "default", service_names)
+        declarations = _declarations(ecs, where, cluster or "default", service_names, definitions)
     sources = _sources(ec2, [*task_interfaces, *(_Interface(e, None, "eni") for e in enis)])
+    sources += datastore_sources(session, region=region, rds=rds, elasticache=elasticache, resolve=resolve)
     return sources, declarations
 
 
@@ -148,16 +155,31 @@ def _service_of(task: dict[str, Any]) -> str | None:
     return group.removeprefix("service:") if group.startswith("service:") else None
 
 
-def _task_interfaces(
-    ecs: Any, ec2: Any, where: dict[str, str], tasks: list[dict[str, Any]]
-) -> list[_Interface]:
-    network_modes: dict[str, str] = {}
-    for arn in dict.fromkeys(task["taskDefinitionArn"] for task in tasks):
-        definition = call(
+def _task_definition(ecs: Any, arn: str, definitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The task definition ``arn``, described once per resolution (``definitions`` caches them)."""
+    if arn not in definitions:
+        definitions[arn] = call(
             ecs, "DescribeTaskDefinition", iam_action="ecs:DescribeTaskDefinition", taskDefinition=arn
         )["taskDefinition"]
-        # A Linux task definition without networkMode uses bridge.
-        network_modes[arn] = definition.get("networkMode", "bridge")
+    return definitions[arn]
+
+
+def _network_mode(definition: dict[str, Any]) -> str:
+    # A Linux task definition without networkMode uses bridge.
+    return str(definition.get("networkMode", "bridge"))
+
+
+def _task_interfaces(
+    ecs: Any,
+    ec2: Any,
+    where: dict[str, str],
+    tasks: list[dict[str, Any]],
+    definitions: dict[str, dict[str, Any]],
+) -> list[_Interface]:
+    network_modes = {
+        arn: _network_mode(_task_definition(ecs, arn, definitions))
+        for arn in dict.fromkeys(task["taskDefinitionArn"] for task in tasks)
+    }
 
     interfaces: list[_Interface] = []
     on_hosts: list[dict[str, Any]] = []
@@ -327,8 +349,33 @@ def _source(
     )
 
 
+def _proxy_port(
+    ecs: Any, exposed: dict[str, Any], task_definition: str | None, definitions: dict[str, dict[str, Any]]
+) -> int | None:
+    """The port the server tasks' Service Connect proxy listens on. ECS's API reference
+    (ServiceConnectService.ingressPortOverride): "In awsvpc mode and Fargate, the default value is the
+    container port number. The container port number is in the portMapping in the task definition. In bridge
+    mode, the default value is the ephemeral port of the Service Connect proxy."""
+    if exposed.get("ingressPortOverride") is not None:
+        return int(exposed["ingressPortOverride"])
+    if task_definition is None:
+        return None
+    definition = _task_definition(ecs, task_definition, definitions)
+    if _network_mode(definition) != "awsvpc":
+        return None
+    for container in definition.get("containerDefinitions", []):
+        for mapping in container.get("portMappings", []):
+            if mapping.get("name") == exposed["portName"] and mapping.get("containerPort") is not None:
+                return int(mapping["containerPort"])
+    return None
+
+
 def _declarations(
-    ecs: Any, where: dict[str, str], cluster: str, service_names: list[str]
+    ecs: Any,
+    where: dict[str, str],
+    cluster: str,
+    service_names: list[str],
+    definitions: dict[str, dict[str, Any]],
 ) -> list[ServiceConnectDeclaration]:
     declarations: list[ServiceConnectDeclaration] = []
     for chunk in _chunks(service_names, _SERVICES_PER_CALL):
@@ -356,6 +403,7 @@ def _declarations(
                             for alias in exposed.get("clientAliases", [])
                         ),
                         namespace=connect.get("namespace"),
+                        port=_proxy_port(ecs, exposed, primary.get("taskDefinition"), definitions),
                     )
                 )
     return declarations

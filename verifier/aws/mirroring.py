@@ -109,6 +109,7 @@ class Created:
     target_id: str
     mirrored: tuple[tuple[str, str], ...]  # (ENI id, session id)
     not_mirrorable: tuple[tuple[str, str], ...]  # (ENI id, why), AWS's own words when AWS refused
+    vni_of_session: tuple[tuple[str, int], ...] = ()  # (session id, the VNI its packets carry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +399,7 @@ def create(ec2: Any, plan: MirrorPlan, state: RunState) -> Created:
     ids = {FILTER_ID: "", TARGET_ID: ""}
     rule_ids: list[str] = []
     mirrored: list[tuple[str, str]] = []
+    vnis: list[tuple[str, int]] = []
     refused: list[tuple[str, str]] = list(plan.unmirrorable)
     for planned in _creates(plan):
         params = {
@@ -424,7 +426,12 @@ def create(ec2: Any, plan: MirrorPlan, state: RunState) -> Created:
             rule_ids.append(resource_id)
         else:
             mirrored.append((params["NetworkInterfaceId"], resource_id))
-    return Created(ids[FILTER_ID], tuple(rule_ids), ids[TARGET_ID], tuple(mirrored), tuple(refused))
+            vni = answer[shape].get("VirtualNetworkId")
+            if vni is not None:
+                vnis.append((resource_id, int(vni)))
+    return Created(
+        ids[FILTER_ID], tuple(rule_ids), ids[TARGET_ID], tuple(mirrored), tuple(refused), tuple(vnis)
+    )
 
 
 def _tagged(ec2: Any, operation: str, run_id: str) -> list[dict[str, Any]]:
@@ -491,10 +498,16 @@ def _delete_call(ec2: Any, kind: str, resource_id: str) -> None:
         )
 
 
-def teardown(ec2: Any, state: RunState, sleep: Callable[[float], None] = time.sleep) -> TeardownReport:
+def teardown(
+    ec2: Any,
+    state: RunState,
+    sleep: Callable[[float], None] = time.sleep,
+    on_deleted: Callable[[str], None] | None = None,
+) -> TeardownReport:
     """Delete the run's sessions, target, filter rules and filter, in that order: those the state recorded
     and those EC2 lists with the run's tags (a run killed between a create and its record). A resource
-    already gone counts as deleted; in-use and throttling errors are retried with exponential backoff."""
+    already gone counts as deleted; in-use and throttling errors are retried with exponential backoff.
+    ``on_deleted`` hears each resource id as soon as it is deleted (the run record's timestamps)."""
     recorded: dict[str, list[str]] = {"session": [], "target": [], "filter-rule": [], "filter": []}
     for step in state.steps:
         if step.resource_id is not None and step.kind in recorded:  # sg-rule steps: remove_vxlan_ingress
@@ -517,14 +530,18 @@ def teardown(ec2: Any, state: RunState, sleep: Callable[[float], None] = time.sl
             outcome = _delete_with_retries(ec2, kind, resource_id, sleep)
             if outcome == "deleted":
                 deleted.append(resource_id)
+                if on_deleted is not None:
+                    on_deleted(resource_id)
             elif outcome == "gone":
                 gone.append(resource_id)
             else:
                 left.append((resource_id, outcome))
-    # Last, the security-group rules a --fix-sg added (its intent is recorded before any rule exists): only
-    # now is no session sending to the target.
-    if any(step.kind == "sg-rule" for step in state.steps):
-        deleted += remove_vxlan_ingress(ec2, state)
+    # Last, the security-group rules a --fix-sg added, recorded or found by their tags (a run killed before
+    # its record): only now is no session sending to the target.
+    for rule_id in remove_vxlan_ingress(ec2, state):
+        deleted.append(rule_id)
+        if on_deleted is not None:
+            on_deleted(rule_id)
     if not left:
         state.mark_torn_down()
     return TeardownReport(tuple(deleted), tuple(gone), tuple(left))

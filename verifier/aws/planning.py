@@ -34,6 +34,8 @@ def plan_run(
     services: Sequence[str] = (),
     tasks: Sequence[str] = (),
     enis: Sequence[str] = (),
+    rds: Sequence[str] = (),
+    elasticache: Sequence[str] = (),
     ports: Sequence[int] | None = None,
     snaplen: int | None = None,
     vni: int | None = None,
@@ -41,7 +43,14 @@ def plan_run(
     session_number: int | None = None,
 ) -> PlanOutcome:
     sources, declarations = resolve_sources(
-        session, region=region, cluster=cluster, services=services, tasks=tasks, enis=enis
+        session,
+        region=region,
+        cluster=cluster,
+        services=services,
+        tasks=tasks,
+        enis=enis,
+        rds=rds,
+        elasticache=elasticache,
     )
     ec2 = new_client(session, "ec2", region)
     plans = make_plans(

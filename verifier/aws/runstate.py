@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class Step:
     client_token: str
     params: dict[str, Any]
     resource_id: str | None = None
+    created_at: str | None = None  # ISO 8601 UTC, when the id was recorded (the report's run record)
 
 
 @dataclass(slots=True)
@@ -74,6 +76,7 @@ class RunState:
         if known is None:
             raise ValueError(f"no intent recorded for {role}")
         known.resource_id = resource_id
+        known.created_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         self._write()
 
     def mark_torn_down(self) -> None:
@@ -91,6 +94,7 @@ class RunState:
                     "client_token": step.client_token,
                     "params": step.params,
                     "resource_id": step.resource_id,
+                    "created_at": step.created_at,
                 }
                 for step in self.steps
             ],
@@ -145,6 +149,8 @@ def load(run_id: str, base: Path | None = None) -> RunState:
                     client_token=str(step["client_token"]),
                     params=dict(step["params"]),
                     resource_id=None if step["resource_id"] is None else str(step["resource_id"]),
+                    # Absent from the files of earlier versions.
+                    created_at=None if step.get("created_at") is None else str(step["created_at"]),
                 )
                 for step in document["steps"]
             ],

@@ -213,6 +213,23 @@ def _not_found(error: AwsError) -> bool:
     )
 
 
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {str(tag["Key"]): str(tag["Value"]) for tag in resource.get("Tags", [])}
+
+
+def tagged_rules(ec2: Any, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The security group rules verifier added: tagged ``verifier:created-by`` = verifier and, with
+    ``run_id``, ``verifier:run-id`` = run_id (without: any run id). The tags are checked on the answer as
+    well: the Describe filters only spare listing every rule of the account."""
+    wanted = {TAG_CREATED_BY: CREATED_BY, **({TAG_RUN_ID: run_id} if run_id is not None else {})}
+    filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in wanted.items()]
+    return [
+        rule
+        for rule in _rules(ec2, filters)
+        if all(_tags(rule).get(key) == value for key, value in wanted.items()) and _tags(rule).get(TAG_RUN_ID)
+    ]
+
+
 def remove_vxlan_ingress(ec2: Any, state: RunState) -> tuple[str, ...]:
     """Revoke the security group rules the run added: those ``state`` recorded and those EC2 lists with the
     run's tags (a run killed between the call and its record). A rule is revoked only when EC2 shows it
@@ -223,13 +240,7 @@ def remove_vxlan_ingress(ec2: Any, state: RunState) -> tuple[str, ...]:
         for step in state.steps
         if step.kind == STEP_KIND and step.resource_id is not None
     ]
-    tagged = _rules(
-        ec2,
-        [
-            {"Name": f"tag:{TAG_RUN_ID}", "Values": [state.run_id]},
-            {"Name": f"tag:{TAG_CREATED_BY}", "Values": [CREATED_BY]},
-        ],
-    )
+    tagged = tagged_rules(ec2, state.run_id)
     wanted = list(dict.fromkeys(recorded + [str(rule["SecurityGroupRuleId"]) for rule in tagged]))
     if not wanted:
         return ()
@@ -246,8 +257,7 @@ def remove_vxlan_ingress(ec2: Any, state: RunState) -> tuple[str, ...]:
         if rule is None:
             removed.append(rule_id)
             continue
-        tags = {tag["Key"]: tag["Value"] for tag in rule.get("Tags", [])}
-        if any(tags.get(key) != value for key, value in ours.items()):
+        if any(_tags(rule).get(key) != value for key, value in ours.items()):
             continue
         try:
             call(

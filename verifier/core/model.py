@@ -94,6 +94,20 @@ class VniCoverage:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectorCoverage:
+    """What the UDP collector received during a run: the frames the analysis could possibly see."""
+
+    datagrams: int
+    bytes: int
+    kernel_drops: (
+        int | None
+    )  # datagrams the kernel dropped before the collector read them; None: not reported
+    started: float
+    ended: float
+    stop_reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Coverage:
     """How much of the traffic the analysis could see, for the whole input."""
 
@@ -114,6 +128,7 @@ class Coverage:
     per_vni: tuple[VniCoverage, ...]
     first_timestamp: float | None
     last_timestamp: float | None
+    collector: CollectorCoverage | None = None  # None: the frames came from capture files
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +151,74 @@ class CaptureSource:
 
 
 @dataclass(frozen=True, slots=True)
+class DeclaredPort:
+    """One row of "declared vs observed": what Service Connect declares for a server port against the wire."""
+
+    cluster: str | None
+    service: str | None  # None: a port seen on a mirrored source that belongs to no service
+    port_name: str | None  # Service Connect portName; None for a port no declaration covers
+    port: int | None  # server port; None: declared, but its number is unknown
+    tls_declared: bool | None  # None: nothing declared for this port
+    pca_declared: str | None
+    flows: int  # flows observed with this server (the service's task addresses) and port
+    by_category: tuple[tuple[str, int], ...]  # sorted by category
+    plaintext_flows: int
+    chains_verified: int  # flows whose identity is PASS
+    chains_failed: int  # flows whose identity is FAIL
+    verdict: Verdict
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    """One network interface a run meant to mirror, and what became of it."""
+
+    eni_id: str
+    kind: str
+    service: str | None
+    task_arn: str | None
+    private_ip: str | None
+    eligibility: str
+    eligibility_reason: str
+    session_id: str | None  # set when mirrored
+    vni: int | None
+    refused: str | None  # why it was not mirrored, in AWS's words
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceEvent:
+    """One AWS resource a run created, and whether the teardown removed it."""
+
+    resource_id: str
+    kind: str  # filter, filter-rule, target, session, sg-rule
+    created_at: str | None  # ISO 8601 UTC
+    deleted_at: str | None
+    outcome: str  # "deleted", "already gone", or why it is still there
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """Who ran a capture, when, against what, and what it created and removed in the account."""
+
+    run_id: str
+    region: str
+    caller_arn: str | None
+    account: str | None
+    started_at: str  # ISO 8601 UTC
+    ended_at: str
+    placement: str  # where the collector ran: "collector" (this machine) or "ssm"
+    cluster: str | None
+    services: tuple[str, ...]
+    target: str  # the mirror target, e.g. "network-interface eni-..."
+    duration_seconds: float
+    sources: tuple[SourceOutcome, ...]
+    risks: tuple[str, ...]  # e.g. other sessions with lower numbers on the same ENI
+    resources: tuple[ResourceEvent, ...]
+    teardown_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     schema_version: str
     tool_version: str
@@ -145,3 +228,5 @@ class Report:
     certificates: dict[str, bytes]  # SHA-256 hex -> DER, each certificate once
     summary: Summary
     coverage: Coverage
+    run: RunRecord | None = None  # set by `verifier run`
+    declared: tuple[DeclaredPort, ...] = ()

@@ -78,6 +78,10 @@ class ServiceConnectDeclaration:
     # (dnsName, port); dnsName None: the alias leaves the name to ECS's default
     client_aliases: tuple[tuple[str | None, int], ...]
     namespace: str | None
+    # The port the server tasks' Service Connect proxy listens on, which is what the wire shows: the
+    # ingressPortOverride, else (awsvpc) the named portMapping's containerPort. None: unknown (bridge mode
+    # uses an ephemeral proxy port).
+    port: int | None = None
 
 
 def instance_family(instance_type: str) -> str:

@@ -19,6 +19,15 @@ the URL dispatch needs nothing):
     describe_traffic_mirror_filters (moto's answers with objects whose rule lists are always empty).
 Rules and ClientToken records live in a per-backend object, so moto's reset() clears them with the rest.
 
+Two ECS gaps too, because the demo's account is an ECS shop whose tasks are mirrored:
+  * moto's CreateService drops ``serviceConnectConfiguration``, so DescribeServices never shows what a
+    service declares: install() wraps EC2ContainerServiceResponse.create_service to keep it on the new
+    service's PRIMARY deployment, where DescribeServices returns it (botocore:
+    Deployment.serviceConnectConfiguration);
+  * moto gives an awsvpc task's ENI a random 10.x.y.z address outside its subnet (AWS assigns one of the
+    subnet's free addresses), which makes every security-group check against the subnet fail: install()
+    wraps EC2ContainerServiceBackend.run_task to move each new task ENI to a free address of its subnet.
+
 Error codes are the ones AWS documents in "Error codes for the Amazon EC2 API", except where EC2 was seen
 answering otherwise: the table says TrafficMirrorTargetInUseException, a Terraform run against EC2 shows
 TrafficMirrorTargetInUse. The quota page gives 10 rules per filter, not split by direction (so ingress and
@@ -34,11 +43,15 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar, cast
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from moto.acmpca.responses import ACMPCAResponse
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError
-from moto.ec2.models import EC2Backend
+from moto.ec2.models import EC2Backend, ec2_backends
 from moto.ec2.models.traffic_mirrors import (
     TrafficMirrorFilter,
     TrafficMirrorsBackend,
@@ -47,6 +60,8 @@ from moto.ec2.models.traffic_mirrors import (
 )
 from moto.ec2.responses.traffic_mirrors import TrafficMirrors
 from moto.ec2.utils import convert_tag_spec, random_id
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.responses import EC2ContainerServiceResponse
 
 # Traffic Mirroring quotas (AWS VPC docs), none adjustable.
 RULES_PER_FILTER = 10
@@ -739,6 +754,88 @@ def _respond_describe_filters(self: TrafficMirrors) -> ActionResult:
     return ActionResult({"TrafficMirrorFilters": [mirror_filter.to_dict() for mirror_filter in found]})
 
 
+_MOTO_CREATE_SERVICE = EC2ContainerServiceResponse.create_service
+
+
+def _respond_create_service(self: EC2ContainerServiceResponse) -> ActionResult:
+    answer = _MOTO_CREATE_SERVICE(self)
+    declared = self._get_param("serviceConnectConfiguration")
+    service = cast(dict[str, Any], answer.result)["service"]
+    if declared is not None:
+        for deployment in service.deployments:
+            if deployment.get("status") == "PRIMARY":
+                deployment["serviceConnectConfiguration"] = declared
+    return answer
+
+
+_MOTO_RUN_TASK = EC2ContainerServiceBackend.run_task
+
+
+def _free_subnet_address(backend: EC2Backend, subnet_id: str) -> str:
+    """The lowest address of the subnet no ENI holds; AWS reserves the first four and the last one."""
+    subnet = backend.get_subnet(subnet_id)
+    used = {
+        str(address.get("PrivateIpAddress"))
+        for eni in backend.get_all_network_interfaces()
+        if eni.subnet.id == subnet_id
+        for address in eni.private_ip_addresses
+        if isinstance(address, dict)
+    }
+    hosts = list(ipaddress.ip_network(subnet.cidr_block).hosts())
+    for host in hosts[3:-1]:
+        if str(host) not in used:
+            return str(host)
+    raise EC2ClientError("InsufficientFreeAddressesInSubnet", f"subnet {subnet_id} has no free address")
+
+
+def _run_task(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Any:
+    tasks = _MOTO_RUN_TASK(self, *args, **kwargs)
+    for task in tasks:
+        attachments: list[dict[str, Any]] = task.attachments
+        for attachment in attachments:
+            details = {detail["name"]: detail for detail in attachment["details"]}
+            if attachment["type"] != "ElasticNetworkInterface" or "networkInterfaceId" not in details:
+                continue
+            ec2_backend = ec2_backends[self.account_id][self.region_name]
+            eni = ec2_backend.get_network_interface(details["networkInterfaceId"]["value"])
+            eni.private_ip_addresses = []  # released first, so the search below may not skip it
+            address = _free_subnet_address(ec2_backend, eni.subnet.id)
+            eni.private_ip_address = address
+            eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": address}]
+            details["privateIPv4Address"]["value"] = address
+    return tasks
+
+
+_MOTO_ISSUE_CERTIFICATE = ACMPCAResponse.issue_certificate
+_VALIDITY_DAYS = {"DAYS": 1, "MONTHS": 30, "YEARS": 365}
+
+
+def _respond_issue_certificate(self: ACMPCAResponse) -> str:
+    answer = _MOTO_ISSUE_CERTIFICATE(self)
+    request = json.loads(self.body)
+    validity = request.get("Validity") or {}
+    days_per_unit = _VALIDITY_DAYS.get(str(validity.get("Type")))
+    if days_per_unit is None:
+        return answer  # END_DATE and ABSOLUTE: moto's lifetime stays
+    authority = self.acmpca_backend.describe_certificate_authority(request["CertificateAuthorityArn"])
+    certificate_arn = json.loads(answer)["CertificateArn"]
+    made = x509.load_pem_x509_certificate(authority.issued_certificates[certificate_arn])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(made.subject)
+        .issuer_name(made.issuer)
+        .public_key(made.public_key())
+        .serial_number(made.serial_number)
+        .not_valid_before(made.not_valid_before_utc)
+        .not_valid_after(made.not_valid_before_utc + timedelta(days=int(validity["Value"]) * days_per_unit))
+    )
+    for extension in made.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    resigned = builder.sign(authority.key, made.signature_hash_algorithm)  # type: ignore[arg-type]
+    authority.issued_certificates[certificate_arn] = resigned.public_bytes(serialization.Encoding.PEM)
+    return answer
+
+
 # Every patch install() applies: (moto class, attribute, replacement or addition).
 _PATCHES: tuple[tuple[type, str, Callable[..., object]], ...] = (
     (TrafficMirrorsBackend, "create_traffic_mirror_filter", _create_filter),
@@ -755,6 +852,9 @@ _PATCHES: tuple[tuple[type, str, Callable[..., object]], ...] = (
     (TrafficMirrors, "delete_traffic_mirror_target", _respond_delete_target),
     (TrafficMirrors, "delete_traffic_mirror_filter", _respond_delete_filter),
     (TrafficMirrors, "describe_traffic_mirror_filters", _respond_describe_filters),
+    (EC2ContainerServiceResponse, "create_service", _respond_create_service),
+    (EC2ContainerServiceBackend, "run_task", _run_task),
+    (ACMPCAResponse, "issue_certificate", _respond_issue_certificate),
 )
 
 

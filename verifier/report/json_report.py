@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from verifier import __version__
 from verifier.core.chains import summarize_certificate
-from verifier.core.model import FlowRecord, Report
+from verifier.core.model import DeclaredPort, FlowRecord, Report, RunRecord
 from verifier.errors import ParseError
 
 
@@ -63,6 +63,9 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     coverage["first_timestamp"] = _iso(report.coverage.first_timestamp)
     coverage["last_timestamp"] = _iso(report.coverage.last_timestamp)
     coverage["per_vni"] = list(coverage["per_vni"])
+    collector = report.coverage.collector
+    if collector is not None:
+        coverage["collector"].update(started=_iso(collector.started), ended=_iso(collector.ended))
     return {
         "schema_version": report.schema_version,
         "tool": {"name": "verifier", "version": report.tool_version},
@@ -70,6 +73,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "keylog": report.keylog,
         "summary": asdict(report.summary),
         "coverage": coverage,
+        "run": run_to_dict(report.run) if report.run is not None else None,
+        "declared_vs_observed": [declared_to_dict(row) for row in report.declared],
         "flows": [flow_to_dict(flow) for flow in report.flows],
         "certificates": [certificate_to_dict(der, digest) for digest, der in report.certificates.items()],
     }
@@ -92,6 +97,22 @@ def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     ]
     for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
         record[name] = list(record[name])
+    return record
+
+
+def run_to_dict(run: RunRecord) -> dict[str, Any]:
+    record = asdict(run)
+    record["services"] = list(run.services)
+    record["risks"] = list(run.risks)
+    record["resources"] = [asdict(event) for event in run.resources]
+    record["sources"] = [dict(asdict(source), fallbacks=list(source.fallbacks)) for source in run.sources]
+    return record
+
+
+def declared_to_dict(row: DeclaredPort) -> dict[str, Any]:
+    record = asdict(row)
+    record["by_category"] = dict(row.by_category)
+    record["verdict"] = row.verdict.value
     return record
 
 

@@ -203,12 +203,14 @@ class Collector:
     """Receive mirrored VXLAN datagrams on ``listen`` and write them as a pcap and/or hand them to on_frame.
 
     The socket is bound at construction (``address`` tells the port when 0 was asked); ``run`` is called once.
-    With ``out=None`` nothing is written to disk. With ``rotate_bytes``, ``out``'s name gets -0001, -0002...
+    ``listen`` may also be a UDP socket bound already (one opened in another network namespace); the
+    collector owns it from then on. With ``out=None`` nothing is written to disk. With ``rotate_bytes``,
+    ``out``'s name gets -0001, -0002...
     """
 
     def __init__(
         self,
-        listen: tuple[str, int],
+        listen: tuple[str, int] | socket.socket,
         *,
         out: Path | None,
         rotate_bytes: int | None = None,
@@ -218,13 +220,18 @@ class Collector:
         self._out = out
         self._rotate_bytes = rotate_bytes
         self._on_frame = on_frame
-        family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        if isinstance(listen, socket.socket):
+            self._sock = listen
+            family = listen.family
+        else:
+            family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
+            self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._receive_buffer = self._grow_receive_buffer(receive_buffer)
             self._timestamps = self._enable_timestamps()
             self._drops_counted = self._enable(_SO_RXQ_OVFL)
-            self._sock.bind(listen)
+            if not isinstance(listen, socket.socket):
+                self._sock.bind(listen)
             self._sock.settimeout(_TIMEOUT)
         except BaseException:
             self._sock.close()

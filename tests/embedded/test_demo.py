@@ -1,0 +1,132 @@
+"""End to end on the mirror lab: `verifier run`'s code path against the embedded AWS, with Linux mirroring a
+task's ENI exactly while its Traffic Mirroring session exists, real servers and clients talking.
+
+Needs root (namespaces, VXLAN, tc) and the Debian packages ./scripts/test installs as root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from tests.test_run import leftovers
+from verifier.core.model import FlowRecord, Report, Verdict
+from verifier.embedded.demo import DemoWorld, demo_world
+from verifier.embedded.demo_account import (
+    LEGACY_TLS_PORT,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    VXLAN_PORT,
+    WEB_HTTP_PORT,
+    WEB_HTTPS_PORT,
+)
+from verifier.embedded.lab import open_udp_socket
+from verifier.run import SilentProgress, run
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the mirror lab needs root (network namespaces)"),
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("ip", "tc", "psql", "redis-server", "redis-cli")),
+        reason="the mirror lab needs iproute2, PostgreSQL and Redis (./scripts/test installs them as root)",
+    ),
+]
+CAPTURE_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
+    # Clients loop long enough for every capture of this module, and for the checks after the last one.
+    with demo_world(tmp_path_factory.mktemp("demo"), 120, SilentProgress()) as built:
+        yield built
+
+
+def by_port(report: Report) -> dict[int, list[FlowRecord]]:
+    flows: dict[int, list[FlowRecord]] = {}
+    for flow in report.flows:
+        flows.setdefault(int(flow.server.rsplit(":", 1)[1]), []).append(flow)
+    return flows
+
+
+def captured_whole(flows: list[FlowRecord]) -> list[FlowRecord]:
+    seen = [flow for flow in flows if not flow.midstream]
+    assert seen, "no connection of this port was captured whole"
+    return seen
+
+
+def test_the_run_judges_every_peer_and_leaves_nothing_behind(world: DemoWorld) -> None:
+    report = run(
+        world.session,
+        world.request(CAPTURE_SECONDS),
+        world.capture(),
+        world.options(probe=False),
+        SilentProgress(),
+    )
+    flows = by_port(report)
+    # Service Connect's port: TLS 1.3, its chain (from the client's key log) leads to the account's PCA.
+    for flow in captured_whole(flows[WEB_HTTPS_PORT]):
+        assert (flow.category, flow.chain_source) == ("TLS1.3", "keylog")
+        assert (flow.identity, flow.verdict) == (Verdict.PASS, Verdict.PASS), flow.reason
+    # The TLS server whose certificate comes from another CA.
+    for flow in captured_whole(flows[LEGACY_TLS_PORT]):
+        assert (flow.category, flow.identity, flow.verdict) == ("TLS1.3", Verdict.FAIL, Verdict.FAIL)
+    # Cleartext HTTP, PostgreSQL and Redis.
+    for port, category in ((WEB_HTTP_PORT, "plaintext(http)"), (REDIS_PORT, "plaintext(resp)")):
+        assert {flow.category for flow in captured_whole(flows[port])} == {category}
+        assert all(flow.verdict is Verdict.FAIL for flow in captured_whole(flows[port]))
+    postgres = captured_whole(flows[POSTGRES_PORT])
+    plaintext = [flow for flow in postgres if flow.category == "plaintext(pgsql)"]
+    upgraded = [flow for flow in postgres if flow.category != "plaintext(pgsql)"]
+    assert plaintext and all(flow.verdict is Verdict.FAIL for flow in plaintext)
+    # sslmode=require: SSLRequest answered 'S', then TLS: encrypted, never called plaintext.
+    assert upgraded and all(
+        (flow.category, flow.upgrade_from) == ("TLS1.3", "pgsql") and flow.verdict is not Verdict.FAIL
+        for flow in upgraded
+    )
+
+    rows = {(row.service, row.port): row for row in report.declared}
+    assert (rows["web", WEB_HTTPS_PORT].tls_declared, rows["web", WEB_HTTPS_PORT].verdict) == (
+        True,
+        Verdict.PASS,
+    )
+    # The plaintext port left open beside the TLS-declared one is flagged.
+    assert (rows["web", WEB_HTTP_PORT].tls_declared, rows["web", WEB_HTTP_PORT].verdict) == (
+        None,
+        Verdict.FAIL,
+    )
+
+    assert report.run is not None and report.run.teardown_complete
+    assert leftovers(world.session.client("ec2")) == []
+    # The mirror is gone from the data plane too: traffic still flows, and nothing reaches the collector.
+    deadline = time.monotonic() + 5
+    while world.lab.mirrors and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert world.lab.mirrors == {}
+    rounds_before = sum(client.rounds for client in world.traffic)
+    with open_udp_socket(world.lab.collector_namespace, world.account.collector_ip, VXLAN_PORT) as collector:
+        collector.settimeout(3.0)
+        with pytest.raises(TimeoutError):
+            collector.recv(65535)
+    assert sum(client.rounds for client in world.traffic) > rounds_before
+
+
+def test_a_probe_from_a_peer_verifies_the_chain_tls13_hides(world: DemoWorld) -> None:
+    options = replace(world.options(probe=True), keylog=None)
+    report = run(world.session, world.request(CAPTURE_SECONDS), world.capture(), options, SilentProgress())
+    for flow in captured_whole(by_port(report)[WEB_HTTPS_PORT]):
+        assert (flow.chain_source, flow.identity, flow.verdict) == ("probe", Verdict.PASS, Verdict.PASS)
+    assert leftovers(world.session.client("ec2")) == []
+
+
+def test_the_collector_socket_is_the_only_receiver(world: DemoWorld) -> None:
+    # Sanity of the lab itself: while no session exists, the collector namespace hears no VXLAN at all.
+    with open_udp_socket(world.lab.collector_namespace, world.account.collector_ip, VXLAN_PORT) as collector:
+        collector.settimeout(1.0)
+        with pytest.raises((TimeoutError, socket.timeout)):
+            collector.recv(65535)
