@@ -1,10 +1,13 @@
-"""Shared test plumbing: figures that tests want printed at the end of the run."""
+"""Shared test plumbing: figures that tests want printed at the end of the run, and the embedded AWS shop
+fixture (tests/shop.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from tests.shop import shop  # noqa: F401 (a fixture, for every test module)
 
 # Lines tests add (agreement with the corpus truth, ...); printed in the terminal summary.
 FIGURES: list[str] = []

@@ -14,6 +14,7 @@ import pytest
 
 from tests.traffic import tcp_frames
 from verifier.analysis import analyze_files
+from verifier.run import remote_collector_coverage
 
 LISTEN = ("127.0.0.77", 4789)  # the analyser decodes VXLAN on its IANA port
 HTTP = [
@@ -57,6 +58,9 @@ def test_collect_writes_a_private_pcap_and_analyses_live(tmp_path: Path) -> None
         process.kill()
     assert process.returncode == 1, stderr  # cleartext seen: findings
     assert f"collected {len(frames)} datagrams" in stderr and "(packets)" in stderr
+    # What `verifier run` reads back from a collector run through SSM (its stderr is all SSM returns).
+    counted = remote_collector_coverage(stderr, ended=time.time())
+    assert counted is not None and (counted.datagrams, counted.stop_reason) == (len(frames), "packets")
     report = json.loads(stdout)
     (flow,) = report["flows"]
     assert (flow["category"], flow["vni"], flow["verdict"]) == ("plaintext(http)", 77, "FAIL")

@@ -13,79 +13,23 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.moto_api import state_manager
 
-from tests.aws.test_pca import offline_environment
+from tests.shop import Shop, leftovers, request
 from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation
 from verifier.aws import runstate
 from verifier.core.chains import TrustAnchors
 from verifier.core.model import Verdict
-from verifier.embedded.demo_account import WEB_HTTP_PORT, WEB_HTTPS_PORT, DemoAccount, seed
-from verifier.embedded.moto_mirroring import install
+from verifier.embedded.demo_account import WEB_HTTP_PORT, WEB_HTTPS_PORT
 from verifier.errors import UsageError
-from verifier.run import AnalysisOptions, LocalCapture, RunRequest, SilentProgress, run
+from verifier.run import AnalysisOptions, LocalCapture, SilentProgress, run
 
-REGION = "us-east-1"
 SAFETY = 20.0  # seconds any wait in these tests may take at most
-
-
-@dataclass(frozen=True)
-class Shop:
-    session: boto3.session.Session
-    account: DemoAccount
-    ec2: Any  # the test's own view of the account
-
-
-@pytest.fixture
-def shop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Shop]:
-    offline_environment(monkeypatch, tmp_path)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    install()
-    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 1000})
-    with mock_aws():
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        yield Shop(session, seed(session, REGION), session.client("ec2"))
-    state_manager.unset_transition(model_name="ecs::task")
-
-
-def request(shop: Shop, **changes: Any) -> RunRequest:
-    now = datetime.now(UTC)
-    fields: dict[str, Any] = {
-        "run_id": "run-test-1",
-        "region": REGION,
-        "collector": shop.account.collector_instance_id,
-        "duration": 1.5,
-        "expires_at": now + timedelta(hours=1),
-        "cluster": shop.account.cluster,
-    }
-    return RunRequest(**{**fields, **changes})
-
-
-def leftovers(ec2: Any) -> list[str]:
-    """Every Traffic Mirroring resource and every tagged security-group rule still in the account."""
-    found = [
-        s["TrafficMirrorSessionId"] for s in ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"]
-    ]
-    found += [
-        t["TrafficMirrorTargetId"] for t in ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"]
-    ]
-    found += [
-        f["TrafficMirrorFilterId"] for f in ec2.describe_traffic_mirror_filters()["TrafficMirrorFilters"]
-    ]
-    rules = ec2.describe_security_group_rules()["SecurityGroupRules"]
-    found += [rule["SecurityGroupRuleId"] for rule in rules if rule.get("Tags")]
-    return found
 
 
 def vxlan(vni: int, inner: bytes) -> bytes:

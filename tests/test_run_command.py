@@ -27,7 +27,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.aws.test_pca import offline_environment
 from tests.embedded.test_moto_mirroring import _reset_moto
-from tests.test_run import leftovers
+from tests.shop import leftovers
 from verifier.embedded.demo_account import DemoAccount, seed
 from verifier.embedded.moto_mirroring import install
 
@@ -96,6 +96,8 @@ def start_run(embedded: Embedded, stderr: Path, *extra: str) -> subprocess.Popen
         embedded.account.collector_instance_id,
         "--cluster",
         embedded.account.cluster,
+        "--placement",
+        "collector",
         "--listen",
         f"127.0.0.1:{free_udp_port()}",
         "--run-id",

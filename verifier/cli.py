@@ -56,6 +56,12 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+class Placement(StrEnum):
+    auto = "auto"
+    collector = "collector"
+    ssm = "ssm"
+
+
 CaOption = Annotated[
     Path | None,
     typer.Option("--ca", help="PEM bundle of the only CAs server chains may lead to (roots, intermediates)."),
@@ -312,6 +318,13 @@ def plan_command(
     service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
     eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
+    rds: Annotated[
+        list[str] | None, typer.Option("--rds", help="An RDS DB instance id: mirror its ENI (repeatable).")
+    ] = None,
+    elasticache: Annotated[
+        list[str] | None,
+        typer.Option("--elasticache", help="An ElastiCache cluster id: mirror its nodes' ENIs (repeatable)."),
+    ] = None,
     collector_eni: Annotated[
         str | None, typer.Option("--collector-eni", help="Mirror target: the collector instance's ENI.")
     ] = None,
@@ -375,6 +388,8 @@ def plan_command(
         services=service or [],
         tasks=task or [],
         enis=eni or [],
+        rds=rds or [],
+        elasticache=elasticache or [],
         ports=_ports(ports) if ports else None,
         snaplen=snaplen,
         vni=vni,
@@ -396,6 +411,13 @@ def run_command(
     service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
     eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
+    rds: Annotated[
+        list[str] | None, typer.Option("--rds", help="An RDS DB instance id: mirror its ENI (repeatable).")
+    ] = None,
+    elasticache: Annotated[
+        list[str] | None,
+        typer.Option("--elasticache", help="An ElastiCache cluster id: mirror its nodes' ENIs (repeatable)."),
+    ] = None,
     duration: Annotated[str, typer.Option("--duration", help="How long to capture: 120s, 5m, 1h.")] = "120s",
     ca: CaOption = None,
     pca_arn: PcaOption = None,
@@ -429,6 +451,21 @@ def run_command(
     listen: Annotated[
         str, typer.Option("--listen", help="ADDRESS:PORT this machine receives the VXLAN on.")
     ] = "0.0.0.0:4789",
+    placement: Annotated[
+        Placement,
+        typer.Option(
+            "--placement",
+            help="Where the capture runs: here (this machine is the collector), or on the collector through "
+            "SSM (needs --bucket); auto: here when EC2 metadata says this is the collector, else SSM.",
+        ),
+    ] = Placement.auto,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="S3 bucket the collector uploads the capture to (SSM).")
+    ] = None,
+    prefix: Annotated[str, typer.Option("--prefix", help="Key prefix in --bucket.")] = "verifier/captures",
+    sse_kms_key: Annotated[
+        str | None, typer.Option("--sse-kms-key", help="KMS key for the upload (default: SSE-S3, AES256).")
+    ] = None,
     keep_capture: Annotated[
         Path | None,
         typer.Option("--keep-capture", help="Keep the pcap in this directory (default: deleted after use)."),
@@ -447,7 +484,7 @@ def run_command(
 ) -> None:
     """Mirror ECS tasks' traffic to the collector, capture, tear everything down, and judge every flow."""
     from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
-    from verifier.run import AnalysisOptions, LocalCapture, RunInterrupted, RunRequest, run
+    from verifier.run import AnalysisOptions, RunInterrupted, RunRequest, run
 
     seconds = _seconds(duration)
     anchors = _anchors(ca, pca_arn, short_lived, profile, region)
@@ -466,13 +503,15 @@ def run_command(
         services=tuple(service or ()),
         tasks=tuple(task or ()),
         enis=tuple(eni or ()),
+        rds=tuple(rds or ()),
+        elasticache=tuple(elasticache or ()),
         ports=tuple(_ports(ports)) if ports else None,
         snaplen=snaplen,
         session_number=session_number,
         fix_sg=fix_sg,
     )
     options = AnalysisOptions(anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None)
-    capture = LocalCapture(parse_endpoint(listen))
+    capture = _capture(placement, session, request, listen, bucket, prefix, sse_kms_key)
     try:
         with _run_progress(request.run_id) as progress:
             report = _write_report(
@@ -523,6 +562,47 @@ def demo_command(
     if record is not None and not record.teardown_complete:
         finish_run(report)
     raise typer.Exit(EXIT_OK)
+
+
+def _capture(
+    placement: Placement,
+    session: Any,
+    request: Any,
+    listen: str,
+    bucket: str | None,
+    prefix: str,
+    sse_kms_key: str | None,
+) -> Any:
+    """The capture of a run: here, or on the collector through SSM Run Command and S3."""
+    from verifier.aws.calls import new_client
+    from verifier.aws.imds import instance_identity
+    from verifier.run import LocalCapture, SsmCapture
+
+    if placement is Placement.auto:
+        here = instance_identity()
+        if here is not None and here.instance_id == request.collector:
+            placement = Placement.collector
+        elif bucket is not None:
+            placement = Placement.ssm
+        else:
+            where = f"instance {here.instance_id}" if here is not None else "not an EC2 instance"
+            raise UsageError(
+                f"this machine ({where}) is not the collector {request.collector}: run verifier on the "
+                "collector, or pass --bucket to drive it through SSM from here"
+            )
+    if placement is Placement.collector:
+        return LocalCapture(parse_endpoint(listen))
+    if bucket is None:
+        raise UsageError("--placement ssm needs --bucket: the collector uploads the capture there")
+    return SsmCapture(
+        new_client(session, "ssm", request.region),
+        new_client(session, "s3", request.region),
+        instance_id=request.collector,
+        bucket=bucket,
+        prefix=prefix,
+        run_id=request.run_id,
+        kms_key_id=sse_kms_key,
+    )
 
 
 def new_run_id(now: datetime) -> str:

@@ -83,6 +83,8 @@ class RunRequest:
     services: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
     enis: tuple[str, ...] = ()
+    rds: tuple[str, ...] = ()  # DB instance ids: their ENIs, so that connections into the database are seen
+    elasticache: tuple[str, ...] = ()  # cache cluster ids
     ports: tuple[int, ...] | None = None
     snaplen: int | None = None
     session_number: int | None = None
@@ -371,6 +373,8 @@ def run(
             services=request.services,
             tasks=request.tasks,
             enis=request.enis,
+            rds=request.rds,
+            elasticache=request.elasticache,
             ports=request.ports,
             snaplen=request.snaplen,
             session_number=request.session_number,

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.test_run import leftovers
+from tests.shop import leftovers
 from verifier.core.model import FlowRecord, Report, Verdict
 from verifier.embedded.demo import DemoWorld, demo_world
 from verifier.embedded.demo_account import (

@@ -1,4 +1,4 @@
-"""JSON rendering of a Report (schema: docs/report-json.md).
+"""JSON rendering of a Report (schema: docs/report-json.md, docs/report.schema.json), and reading it back.
 
 ``JsonReportWriter`` streams: flow records are written as they arrive, everything else when the analysis
 ends, so a capture with millions of flows is written in constant memory. The object's keys therefore come
@@ -8,16 +8,30 @@ in the order flows, then the rest; JSON readers do not care.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from verifier import __version__
-from verifier.core.chains import summarize_certificate
-from verifier.core.model import DeclaredPort, FlowRecord, Report, RunRecord
-from verifier.errors import ParseError
+from verifier.core.chains import Check, CheckStatus, summarize_certificate
+from verifier.core.model import (
+    CaptureSource,
+    CollectorCoverage,
+    Coverage,
+    DeclaredPort,
+    FlowRecord,
+    Report,
+    ResourceEvent,
+    RunRecord,
+    SourceOutcome,
+    Summary,
+    Verdict,
+    VniCoverage,
+)
+from verifier.errors import InputError, ParseError
 
 
 class JsonReportWriter:
@@ -145,3 +159,91 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """The Report a JSON report (``report_to_dict``) describes; InputError when it is not one."""
+    try:
+        return _report_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        raise InputError(f"not a verifier JSON report: {type(exc).__name__}: {exc}") from exc
+
+
+def _report_from_dict(data: dict[str, Any]) -> Report:
+    coverage = dict(data["coverage"])
+    coverage["first_timestamp"] = _timestamp(coverage["first_timestamp"])
+    coverage["last_timestamp"] = _timestamp(coverage["last_timestamp"])
+    coverage["per_vni"] = tuple(VniCoverage(**vni) for vni in coverage["per_vni"])
+    collector = coverage["collector"]
+    if collector is not None:
+        coverage["collector"] = CollectorCoverage(
+            **dict(collector, started=_timestamp(collector["started"]), ended=_timestamp(collector["ended"]))
+        )
+    summary = dict(data["summary"])
+    summary["verdict"] = Verdict(summary["verdict"])
+    run = data["run"]
+    return Report(
+        schema_version=data["schema_version"],
+        tool_version=data["tool"]["version"],
+        captures=tuple(CaptureSource(**capture) for capture in data["captures"]),
+        keylog=data["keylog"],
+        flows=tuple(flow_from_dict(flow) for flow in data["flows"]),
+        certificates={
+            entry["sha256"]: base64.b64decode(entry["der_base64"], validate=True)
+            for entry in data["certificates"]
+        },
+        summary=Summary(**summary),
+        coverage=Coverage(**coverage),
+        run=_run_from_dict(run) if run is not None else None,
+        declared=tuple(_declared_from_dict(row) for row in data["declared_vs_observed"]),
+    )
+
+
+def flow_from_dict(data: dict[str, Any]) -> FlowRecord:
+    record = dict(data)
+    record["first_seen"] = _timestamp(data["first_seen"])
+    record["last_seen"] = _timestamp(data["last_seen"])
+    suite = data["cipher_suite"]
+    record["cipher_suite"] = int(suite, 16) if suite is not None else None
+    record["verdict"] = Verdict(data["verdict"])
+    record["identity"] = Verdict(data["identity"]) if data["identity"] is not None else None
+    record["identity_checks"] = tuple(
+        Check(check["name"], CheckStatus(check["status"]), check["detail"]) for check in data["identity_checks"]
+    )
+    for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
+        record[name] = tuple(data[name])
+    return FlowRecord(**record)
+
+
+def _run_from_dict(data: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        **dict(
+            data,
+            services=tuple(data["services"]),
+            risks=tuple(data["risks"]),
+            resources=tuple(ResourceEvent(**event) for event in data["resources"]),
+            sources=tuple(
+                SourceOutcome(**dict(source, fallbacks=tuple(source["fallbacks"]))) for source in data["sources"]
+            ),
+        )
+    )
+
+
+def _declared_from_dict(data: dict[str, Any]) -> DeclaredPort:
+    return DeclaredPort(
+        **dict(data, by_category=tuple(data["by_category"].items()), verdict=Verdict(data["verdict"]))
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(text: str | None) -> float | None:
+    """The inverse of ``_iso``: whole microseconds divided once, as the capture reader does, so a capture
+    time read back is the float it was."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text}: a time without its zone")
+    return ((moment - _EPOCH) // timedelta(microseconds=1)) / 1_000_000
