@@ -163,3 +163,16 @@ def test_expect_name_overrides_the_sni_for_that_server(tmp_path: Path) -> None:
     right = run("analyze", TLS12_ONLY, "--ca", root, "--expect-name", f"{server}=api.internal.example")
     assert right.returncode == 0
     assert_one_line_error(run("analyze", TLS12_ONLY, "--expect-name", "no-equals-sign"), "--expect-name")
+
+
+def test_demo_without_root_says_so_in_one_line(tmp_path: Path) -> None:
+    # Run as if unprivileged: os.geteuid is the only thing the demo asks before building the lab.
+    code = (
+        "import os; os.geteuid = lambda: 1000; "
+        "from verifier.cli import main; import sys; sys.argv = ['verifier', 'demo', '--out', sys.argv[1]]; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True, timeout=120
+    )
+    assert_one_line_error(result, "verifier demo needs root", "sudo ./scripts/demo")
+    assert not (tmp_path / "demo").exists()

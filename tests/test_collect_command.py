@@ -64,6 +64,8 @@ def test_collect_writes_a_private_pcap_and_analyses_live(tmp_path: Path) -> None
     report = json.loads(stdout)
     (flow,) = report["flows"]
     assert (flow["category"], flow["vni"], flow["verdict"]) == ("plaintext(http)", 77, "FAIL")
+    received = report["coverage"]["collector"]
+    assert (received["datagrams"], received["stop_reason"]) == (len(frames), "packets")
     assert os.stat(out).st_mode & 0o777 == 0o600
     (from_file,) = analyze_files([out]).flows
     assert (from_file.category, from_file.vni) == ("plaintext(http)", 77)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -293,10 +294,11 @@ def collect_command(
     if pipeline is None:
         raise typer.Exit(EXIT_OK)
     report = pipeline.report(())
+    report = replace(report, coverage=replace(report.coverage, collector=stats.coverage()))
     if writer is not None:
         writer.finish(report)
     else:
-        render(report, Console(), worst.flows(), 40)
+        render(report, _console(sys.stdout), worst.flows(), 40)
     raise typer.Exit(EXIT_FINDINGS if report.summary.by_verdict.get(Verdict.FAIL.value) else EXIT_OK)
 
 

@@ -198,17 +198,7 @@ class LocalCapture:
             raise failure[0]
         stats = outcome[0]
         progress.packets(stats.datagrams)
-        return CaptureResult(
-            files=tuple(Path(name) for name in stats.files),
-            stats=CollectorCoverage(
-                datagrams=stats.datagrams,
-                bytes=stats.bytes,
-                kernel_drops=stats.kernel_drops if stats.drops_counted else None,
-                started=stats.started,
-                ended=stats.ended,
-                stop_reason=stats.stop_reason,
-            ),
-        )
+        return CaptureResult(files=tuple(Path(name) for name in stats.files), stats=stats.coverage())
 
 
 class _Stopped(Exception):

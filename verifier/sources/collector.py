@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from verifier.core.decode import LINKTYPE_ETHERNET
+from verifier.core.model import CollectorCoverage
 
 # Linux socket option numbers (asm-generic/socket.h); Python's socket module does not export them.
 _SO_RCVBUFFORCE = 33  # exceeds net.core.rmem_max, needs CAP_NET_ADMIN
@@ -92,6 +93,17 @@ class CollectorStats:
     receive_buffer: int  # SO_RCVBUF as granted by the kernel (Linux reports twice the bytes asked)
     timestamps: str  # "kernel-ns", "kernel-us" or "user" (read after recvmsg returned)
     drops_counted: bool  # False: the kernel cannot report drops on this platform, kernel_drops means nothing
+
+    def coverage(self) -> CollectorCoverage:
+        """What the report's coverage section says of the collector."""
+        return CollectorCoverage(
+            datagrams=self.datagrams,
+            bytes=self.bytes,
+            kernel_drops=self.kernel_drops if self.drops_counted else None,
+            started=self.started,
+            ended=self.ended,
+            stop_reason=self.stop_reason,
+        )
 
 
 def ones_complement_sum(data: bytes) -> int:
