@@ -410,7 +410,7 @@ def expect_no_tagged_rules(stubber: Stubber) -> None:
     stubber.add_response("describe_security_group_rules", {"SecurityGroupRules": []})
 
 
-@pytest.mark.parametrize("code", ["TrafficMirrorTargetInUse", "Throttling"])
+@pytest.mark.parametrize("code", ["TrafficMirrorTargetInUse", "DependencyViolation", "Throttling"])
 def test_in_use_and_throttled_deletes_are_retried(
     stubbed: tuple[Any, Stubber], tmp_path: Path, code: str
 ) -> None:

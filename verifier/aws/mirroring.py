@@ -49,6 +49,8 @@ _RETRYABLE = frozenset(
         "TrafficMirrorTargetInUse",
         "TrafficMirrorTargetInUseException",
         "TrafficMirrorFilterInUse",
+        # EC2's generic answer when another resource still references the one being deleted.
+        "DependencyViolation",
         "Throttling",
         "ThrottlingException",
         "RequestLimitExceeded",
