@@ -168,8 +168,8 @@ def test_expect_name_overrides_the_sni_for_that_server(tmp_path: Path) -> None:
 def test_demo_without_root_says_so_in_one_line(tmp_path: Path) -> None:
     # Run as if unprivileged: os.geteuid is the only thing the demo asks before building the lab.
     code = (
-        "import os; os.geteuid = lambda: 1000; "
-        "from verifier.cli import main; import sys; sys.argv = ['verifier', 'demo', '--out', sys.argv[1]]; main()"
+        "import os, sys; os.geteuid = lambda: 1000; from verifier.cli import main; "
+        "sys.argv = ['verifier', 'demo', '--out', sys.argv[1]]; main()"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "demo")], capture_output=True, text=True, timeout=120
