@@ -283,3 +283,17 @@ def test_protocol_greeting_reveals_the_client_when_ports_mislead() -> None:
         "protocol greeting",
     )
     assert (record.category, record.protocol) == ("plaintext(http)", "http")
+
+
+def test_the_time_range_covers_inputs_given_out_of_time_order() -> None:
+    # Two captures analysed together, the later one first: the range is the earliest to the latest frame.
+    http = [(True, b"GET / HTTP/1.1\r\n\r\n"), (False, b"HTTP/1.1 200 OK\r\n\r\n")]
+    later = tcp_frames(http, Endpoints(client=("10.1.0.5", 40001)), start=2_000.0)
+    earlier = tcp_frames(http, Endpoints(client=("10.1.0.5", 40002)), start=1_000.0)
+    analyzer = Analyzer()
+    analyzer.feed(later)
+    analyzer.feed(earlier)
+    analyzer.finish()
+    coverage = analyzer.coverage()
+    assert coverage.first_timestamp == earlier[0][0]
+    assert coverage.last_timestamp == later[-1][0]

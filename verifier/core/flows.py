@@ -158,10 +158,12 @@ class Analyzer:
         flows = self._flows
         next_sweep = self._next_sweep
         count = 0
-        ts = 0.0
+        ts = batch_first = 0.0
         try:
             for ts, linktype, frame, _length in frames:
                 count += 1
+                if count == 1:
+                    batch_first = ts
                 if ts >= next_sweep:
                     self._sweep(ts)
                     next_sweep = self._next_sweep
@@ -226,7 +228,11 @@ class Analyzer:
             self.frames += count
             self._next_sweep = next_sweep
             if count:
-                self.last_ts = ts
+                # Min and max over batch ends, not the first and last frame: files given out of time order,
+                # or a capture that steps back, still get a time range that starts before it ends.
+                first, last = self.first_ts, self.last_ts
+                self.first_ts = batch_first if first is None else min(first, batch_first)
+                self.last_ts = ts if last is None else max(last, ts)
 
     def finish(self) -> None:
         """End of input: every open flow is finished."""
