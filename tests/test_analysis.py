@@ -34,14 +34,38 @@ def test_malformed_packets_inside_a_good_capture_are_counted(tmp_path: Path) -> 
     assert report.captures[0].frames == len(good) + 3
 
 
-def test_progress_reaches_the_end_of_each_file(tmp_path: Path) -> None:
+def test_progress_reaches_the_end_of_the_input(tmp_path: Path) -> None:
     paths = [write_pcap(tmp_path / f"{n}.pcap", tcp_frames(HTTP, start=100.0 * n)) for n in (1, 2)]
     seen: list[tuple[int, int, Path]] = []
     report = analyze_files(paths, progress=lambda done, total, path: seen.append((done, total, path)))
     assert report.summary.flows == 2
-    for path in paths:
-        done, total, _ = [entry for entry in seen if entry[2] == path][-1]
-        assert done == total == path.stat().st_size
+    assert seen[-1] == (sum(p.stat().st_size for p in paths),) * 2 + (Path("2 captures"),)
+    single: list[tuple[int, int, Path]] = []
+    analyze_files(paths[:1], progress=lambda done, total, path: single.append((done, total, path)))
+    assert single[-1] == (paths[0].stat().st_size, paths[0].stat().st_size, paths[0])
+
+
+def test_captures_are_merged_by_time_into_one_flow(tmp_path: Path) -> None:
+    """Two collectors each saw part of one connection, at overlapping times (and, second case, a capture
+    rotated mid-connection): one flow, nothing out of order, every frame counted once per file."""
+    frames = tcp_frames(HTTP)
+    split = [write_pcap(tmp_path / f"{half}.pcap", frames[half::2]) for half in (0, 1)]
+    rotated = [
+        write_pcap(tmp_path / "late.pcap", frames[4:]),
+        write_pcap(tmp_path / "early.pcap", frames[:4]),
+    ]
+    for paths in (split, rotated):
+        report = analyze_files(paths)
+        (flow,) = report.flows
+        assert (flow.category, flow.midstream, flow.out_of_order, flow.gaps) == (
+            "plaintext(http)",
+            False,
+            0,
+            0,
+        )
+        assert flow.packets_client + flow.packets_server == len(frames)
+        assert sum(capture.frames for capture in report.captures) == len(frames)
+        assert [capture.path for capture in report.captures] == [str(path) for path in paths]
 
 
 def test_keylog_must_be_readable(tmp_path: Path) -> None:

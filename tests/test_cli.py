@@ -176,3 +176,107 @@ def test_demo_without_root_says_so_in_one_line(tmp_path: Path) -> None:
     )
     assert_one_line_error(result, "verifier demo needs root", "sudo ./scripts/demo")
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_policy_tightens_and_its_exceptions_waive_until_they_expire(tmp_path: Path) -> None:
+    capture = REPO / "captures" / "vxlan-tls12-chain.pcap"  # TLS 1.2 to 10.77.0.2:8443: WARN by default
+    strict = tmp_path / "strict.toml"
+    strict.write_text('min_tls_version = "1.3"\n')
+    result = run("analyze", capture, "--policy", strict, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert {flow["verdict"] for flow in json.loads(result.stdout)["flows"]} == {"FAIL"}
+
+    waived = tmp_path / "waived.toml"
+    exception = '[[exception]]\nport = 8443\njustification = "legacy client, ticket OPS-1"\nexpires = {}\n'
+    waived.write_text('min_tls_version = "1.3"\n' + exception.format("2999-12-31"))
+    result = run("analyze", capture, "--policy", waived, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    flows = json.loads(result.stdout)["flows"]
+    assert all(
+        f["verdict"] == "WARN" and "exception: legacy client, ticket OPS-1" in f["reason"] for f in flows
+    )
+
+    waived.write_text('min_tls_version = "1.3"\n' + exception.format("2020-01-31"))
+    result = run("analyze", capture, "--policy", waived, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert all("exception expired on 2020-01-31" in f["reason"] for f in json.loads(result.stdout)["flows"])
+
+
+def test_a_policy_that_requires_a_ca_refuses_other_anchors(tmp_path: Path) -> None:
+    root = tmp_path / "root.pem"
+    root.write_bytes(make_pki().root_pem)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[certificates]\nrequired_ca = "root.pem"\n')
+    result = run("analyze", REPO / "captures" / "vxlan-tls12-chain.pcap", "--policy", policy, "--ca", root)
+    assert_one_line_error(result, "requires the CA", "--ca and --pca-arn")
+
+
+def test_policy_show_prints_a_file_that_loads_as_the_default(tmp_path: Path) -> None:
+    shown = run("policy", "show")
+    assert shown.returncode == 0 and shown.stdout.startswith("# verifier policy")
+    default = tmp_path / "default.toml"
+    default.write_text(shown.stdout)
+    capture = REPO / "captures" / "vxlan-tls12-chain.pcap"
+    with_file = run("analyze", capture, "--policy", default, "--format", "json")
+    without = run("analyze", capture, "--format", "json")
+    verdicts = [[flow["verdict"] for flow in json.loads(r.stdout)["flows"]] for r in (with_file, without)]
+    assert verdicts[0] == verdicts[1] and with_file.returncode == without.returncode
+
+
+def test_several_formats_go_to_an_output_directory(tmp_path: Path) -> None:
+    capture = REPO / "captures" / "vxlan-tls13-mixed.pcap"
+    result = run(
+        "analyze", capture, "--format", "json,html,junit,sarif,markdown,ocsf", "--output-dir", tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == [
+        "report.html",
+        "report.json",
+        "report.junit.xml",
+        "report.md",
+        "report.ocsf.json",
+        "report.sarif",
+    ]
+    flows = json.loads((tmp_path / "report.json").read_text())["flows"]
+    assert flows and "<html" in (tmp_path / "report.html").read_text().lower()
+    assert_one_line_error(run("analyze", capture, "--format", "json,html"), "need --output-dir")
+    assert_one_line_error(run("analyze", capture, "--format", "yaml"), "choose among")
+
+
+def test_fail_on_inconclusive_exits_4(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))  # header only
+    assert run("analyze", empty).returncode == 0
+    assert run("analyze", empty, "--fail-on", "inconclusive").returncode == 4
+
+
+def test_a_saved_report_is_rendered_again_in_other_formats(tmp_path: Path) -> None:
+    saved = tmp_path / "saved.json"
+    analysed = run(
+        "analyze", REPO / "captures" / "vxlan-tls13-mixed.pcap", "--format", "json", "--output", saved
+    )
+    assert analysed.returncode == 1, analysed.stderr
+    again = run("report", saved, "--format", "json,html,junit", "--output-dir", tmp_path / "again")
+    assert again.returncode == 1, again.stderr  # the same findings, the same exit code
+    assert json.loads((tmp_path / "again" / "report.json").read_text()) == json.loads(saved.read_text())
+    assert (tmp_path / "again" / "report.junit.xml").read_text().startswith("<?xml")
+    not_a_report = tmp_path / "other.json"
+    not_a_report.write_text('{"flows": 3}')
+    assert_one_line_error(run("report", not_a_report), "not a verifier JSON report")
+
+
+def test_flow_selection_narrows_the_report_not_the_coverage() -> None:
+    capture = REPO / "captures" / "vxlan-postgres-upgrade.pcap"
+    everything = json.loads(run("analyze", capture, "--format", "json").stdout)
+    ports = {int(flow["server"].rsplit(":", 1)[1]) for flow in everything["flows"]}
+    port = min(ports)
+    chosen = json.loads(run("analyze", capture, "--format", "json", "--port", str(port)).stdout)
+    assert chosen["flows"] and all(str(port) in (f["server"] + f["client"]) for f in chosen["flows"])
+    assert (
+        chosen["summary"]["flows"] == len(chosen["flows"]) < everything["summary"]["flows"] or len(ports) == 1
+    )
+    assert chosen["coverage"]["frames"] == everything["coverage"]["frames"]
+    later = run("analyze", capture, "--format", "json", "--since", "2999-01-01T00:00:00")
+    assert json.loads(later.stdout)["flows"] == []
+    assert_one_line_error(run("analyze", capture, "--address", "10.0.0.300"), "--address")

@@ -6,14 +6,17 @@ bounded by the open flows; without a sink they are collected into the report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
 
 from verifier import __version__
@@ -22,10 +25,12 @@ from verifier.core.flows import Analyzer, AnalyzerConfig
 from verifier.core.identity import IdentityJudge
 from verifier.core.keylog import KeyLog, parse_keylog
 from verifier.core.model import CaptureSource, FlowRecord, Report
+from verifier.core.policy import Policy, PolicyJudge
+from verifier.core.selection import FlowSelection
 from verifier.core.summary import SummaryBuilder
 from verifier.errors import InputError
 from verifier.probe import ProbeResult, ProbeTarget, SocketFactory, parse_endpoint, probe
-from verifier.sources.capture_file import open_capture
+from verifier.sources.capture_file import CaptureReader, open_capture
 
 SCHEMA_VERSION = "1.0"
 PROBE_CONCURRENCY = 8
@@ -35,6 +40,7 @@ _BATCH = 65536
 # (bytes read so far in this file, file size, path) -> None
 ProgressCallback = Callable[[int, int, Path], None]
 FlowSink = Callable[[FlowRecord], None]
+Frame = tuple[float, int, bytes, int]  # timestamp, link type, frame bytes, original length
 
 
 class Pipeline:
@@ -54,13 +60,21 @@ class Pipeline:
         expected_names: Mapping[str, str] | None = None,
         probe_timeout: float | None = None,
         probe_socket: SocketFactory = socket.socket,
+        policy: Policy | None = None,
+        services: Mapping[str, str] | None = None,
+        selection: FlowSelection | None = None,
     ) -> None:
+        """``policy``: judged after the chain, with exceptions in force now; ``services``: server address ->
+        ECS service, for the policy's rules and exceptions that name a service; ``selection``: the flows the
+        report is about (the others are analysed, counted in coverage, and dropped)."""
         self.analyzer = Analyzer(config, keylog=keylog)
+        self._selection = selection
         self._collected: list[FlowRecord] = []
         self._deliver = sink or self._collected.append
         self._summary = SummaryBuilder()
         certificates = self.analyzer.certificates
         self._identity = IdentityJudge(anchors, certificates, expected_names) if anchors is not None else None
+        self.policy = PolicyJudge(policy, certificates, time.time(), services) if policy is not None else None
         self._prober = (
             _Prober(probe_timeout, certificates, self._emit, probe_socket)
             if probe_timeout is not None
@@ -84,16 +98,21 @@ class Pipeline:
             certificates=dict(self.analyzer.certificates),
             summary=self._summary.build(),
             coverage=self.analyzer.coverage(),
+            policy_exceptions=self.policy.outcomes() if self.policy is not None else (),
         )
 
     def _emit(self, record: FlowRecord, at: float | None = None) -> None:
         if self._identity is not None:
             record = self._identity.apply(record, at)
+        if self.policy is not None:
+            record = self.policy.apply(record)
         self._summary.add(record)
         self._deliver(record)
 
     def _drain(self, *, final: bool) -> None:
         for record in self.analyzer.drain():
+            if self._selection is not None and not self._selection.matches(record):
+                continue
             if self._prober is not None:
                 self._prober.take(record)
             else:
@@ -113,8 +132,13 @@ def analyze_files(
     expected_names: Mapping[str, str] | None = None,
     probe_timeout: float | None = None,
     probe_socket: SocketFactory = socket.socket,
+    policy: Policy | None = None,
+    services: Mapping[str, str] | None = None,
+    selection: FlowSelection | None = None,
 ) -> Report:
-    """Analyse capture files as one body of traffic and return the report.
+    """Analyse capture files as one body of traffic and return the report. Several captures are merged by
+    time (each in its own order), so a connection seen by several collectors, or cut across rotated files,
+    is one flow.
 
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
     and coverage still count every flow. With ``anchors``, every server chain seen is judged against them.
@@ -130,38 +154,42 @@ def analyze_files(
         expected_names=expected_names,
         probe_timeout=probe_timeout,
         probe_socket=probe_socket,
+        policy=policy,
+        services=services,
+        selection=selection,
     )
     analyzer = pipeline.analyzer
-    embedded_secrets = b""
-    sources = []
-    for path in paths:
-        with open_capture(path) as capture:
-            frames = capture.frames()
-            frames_before = analyzer.frames
-            # Reading the first frame reads the blocks before it: pcapng puts Decryption Secrets Blocks
-            # ahead of the packets they decrypt.
-            first = list(islice(frames, 1))
-            while True:
-                if capture.tls_key_log and not embedded_secrets.endswith(capture.tls_key_log):
-                    embedded_secrets += b"\n" + capture.tls_key_log
-                    analyzer.keylog = parse_keylog(given_secrets + embedded_secrets)
-                count = analyzer.frames
-                pipeline.feed(chain(first, islice(frames, _BATCH - len(first))))
-                first = []
-                if progress is not None:
-                    progress(capture.bytes_read, capture.size, path)
-                if analyzer.frames - count < _BATCH:
-                    break
-            sources.append(
-                CaptureSource(
-                    path=str(path),
-                    format=capture.format,
-                    compressed=capture.compressed,
-                    size=capture.size,
-                    sha256=capture.sha256,
-                    frames=analyzer.frames - frames_before,
-                )
+    with contextlib.ExitStack() as opened:
+        captures = [opened.enter_context(open_capture(path)) for path in paths]
+        frames, counts = _merged(captures)
+        # Reading the first frame reads the blocks before it: pcapng puts Decryption Secrets Blocks ahead of
+        # the packets they decrypt (and the merge reads the first frame of every capture).
+        first = list(islice(frames, 1))
+        embedded = [b""] * len(captures)
+        total = sum(capture.size for capture in captures)
+        while True:
+            if any(capture.tls_key_log != known for capture, known in zip(captures, embedded, strict=True)):
+                embedded = [capture.tls_key_log for capture in captures]
+                analyzer.keylog = parse_keylog(b"\n".join((given_secrets, *embedded)))
+            count = analyzer.frames
+            pipeline.feed(chain(first, islice(frames, _BATCH - len(first))))
+            first = []
+            if progress is not None and captures:
+                label = paths[0] if len(paths) == 1 else Path(f"{len(paths)} captures")
+                progress(sum(capture.bytes_read for capture in captures), total, label)
+            if analyzer.frames - count < _BATCH:
+                break
+        sources = [
+            CaptureSource(
+                path=str(path),
+                format=capture.format,
+                compressed=capture.compressed,
+                size=capture.size,
+                sha256=capture.sha256,
+                frames=counts[index] if len(captures) > 1 else analyzer.frames,
             )
+            for index, (path, capture) in enumerate(zip(paths, captures, strict=True))
+        ]
     return pipeline.report(sources, keylog)
 
 
@@ -231,6 +259,22 @@ def _timed_probe(
 ) -> tuple[ProbeResult, float]:
     result = probe(target, timeout=timeout, make_socket=make_socket)
     return result, time.time()
+
+
+def _merged(captures: Sequence[CaptureReader]) -> tuple[Iterator[Frame], list[int]]:
+    """The frames of every capture in time order, and the frames taken from each so far (several captures
+    only: one capture is read as it is, at no cost per frame)."""
+    counts = [0] * len(captures)
+    if len(captures) == 1:
+        return captures[0].frames(), counts
+
+    def counted(index: int, frames: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames:
+            counts[index] += 1
+            yield frame
+
+    streams = [counted(index, capture.frames()) for index, capture in enumerate(captures)]
+    return heapq.merge(*streams, key=itemgetter(0)), counts
 
 
 def _read_keylog(path: Path) -> bytes:

@@ -1,11 +1,15 @@
 """Command line: parse, wire the edges, run, render, exit code. The only module that imports typer.
 
-Exit codes: 0 every flow PASS or WARN (or inconclusive), 1 at least one FAIL, 2 usage or input error.
+Exit codes: 0 compliant (every flow PASS or WARN), 1 findings (a FAIL flow or declared port), 2 usage or input
+error, 3 AWS or infrastructure error (a teardown that left something included), 4 inconclusive (only with
+--fail-on inconclusive), 128+n a run stopped by signal n (after its teardown), 130 an interrupted analysis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import signal
 import sys
@@ -16,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -29,11 +34,16 @@ from verifier.core.chains import TrustAnchors, judge_chain
 from verifier.core.declared import worst_declared
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
 from verifier.core.model import Report, Verdict
+from verifier.core.policy import Policy
+from verifier.core.selection import FlowSelection
 from verifier.core.summary import WorstFlows
 from verifier.errors import InputError, UsageError, VerifierError
+from verifier.policy_file import default_policy_toml, load_policy
 from verifier.probe import ProbeTarget, parse_endpoint
 from verifier.probe import probe as run_probe
+from verifier.report.findings import FlowGroup
 from verifier.report.json_report import JsonReportWriter
+from verifier.report.outputs import FILE_NAMES, ReportOutputs, parse_formats
 from verifier.report.probe_report import probe_to_dict, render_probe
 from verifier.report.terminal import render
 from verifier.sources.collector import Collector, CollectorLimits
@@ -42,6 +52,8 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2  # typer exits 2 on usage errors itself; kept here to document the code
 EXIT_AWS = 3
+EXIT_INCONCLUSIVE = 4
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug, not the input or the account
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -55,6 +67,35 @@ app = typer.Typer(
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+
+
+class FailOn(StrEnum):
+    fail = "fail"
+    inconclusive = "inconclusive"
+
+
+FormatsOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help=f"Report formats, comma-separated: {', '.join(FILE_NAMES)}. Several need --output-dir.",
+    ),
+]
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Write the (one) report here.")]
+OutputDirOption = Annotated[
+    Path | None, typer.Option("--output-dir", help="Write each format here, as report.<format>.")
+]
+SecurityHubOption = Annotated[
+    bool, typer.Option("--security-hub", help="File the findings in AWS Security Hub (BatchImportFindings).")
+]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Policy file (TOML; `verifier policy show` prints the default one)."),
+]
+FailOnOption = Annotated[
+    FailOn,
+    typer.Option("--fail-on", help="inconclusive: exit 4 when nothing FAILs but something was not judged."),
+]
 
 
 class Placement(StrEnum):
@@ -98,10 +139,12 @@ def _root(
 @app.command()
 def analyze(
     files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files (optionally gzip-compressed).")],
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Report format.")
-    ] = OutputFormat.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    formats: FormatsOption = "table",
+    output: OutputOption = None,
+    output_dir: OutputDirOption = None,
+    fail_on: FailOnOption = FailOn.fail,
+    policy_file: PolicyOption = None,
+    security_hub: SecurityHubOption = False,
     keylog: Annotated[
         Path | None, typer.Option("--keylog", help="NSS key log (TLS 1.3 certificate recovery).")
     ] = None,
@@ -132,36 +175,128 @@ def analyze(
         float, typer.Option(help="Seconds of capture time after which an idle flow ends.", min=1)
     ] = DEFAULT_IDLE_TIMEOUT,
     max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only flows active at or after: ISO 8601 time or epoch seconds."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only flows active at or before this time.")
+    ] = None,
+    vni: Annotated[
+        list[int] | None, typer.Option("--vni", help="Only flows of this VNI (repeatable).")
+    ] = None,
+    address: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--address", help="Only flows with a client or server in this address or CIDR (repeatable)."
+        ),
+    ] = None,
+    port: Annotated[
+        list[int] | None,
+        typer.Option("--port", help="Only flows with this client or server port (repeatable)."),
+    ] = None,
 ) -> None:
-    """Analyse captures offline: classify every TCP flow and judge its encryption."""
+    """Analyse captures offline: classify every TCP flow and judge its encryption. Several captures are merged
+    by time into one body of traffic; --since/--until/--vni/--address/--port select the flows reported
+    (coverage still counts the whole input)."""
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
-    anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    selection = _selection(since, until, vni or [], address or [], port or [])
+    policy, anchors = _policy_and_anchors(policy_file, ca, pca_arn, short_lived, profile, region)
     expected_names = _expected_names(expect_name or [])
     timeout = probe_timeout if probe else None
+    chosen = parse_formats(formats)
+    if "asff" in chosen:
+        raise UsageError("--format asff needs the AWS account of a run: use it with `verifier run`")
     with _interruptible():
-        report = _write_report(
-            output_format,
+        report = _write_reports(
+            chosen,
             output,
+            output_dir,
             max_rows,
-            lambda sink: _run(files, config, keylog, anchors, expected_names, timeout, sink),
+            lambda sink: _run(
+                files, config, keylog, anchors, expected_names, timeout, policy, selection, sink
+            ),
+            _analysis_security_hub(profile, region) if security_hub else None,
         )
-    raise typer.Exit(EXIT_FINDINGS if _has_findings(report) else EXIT_OK)
+    raise typer.Exit(exit_code(report, fail_on))
 
 
-def _write_report(
-    output_format: OutputFormat, output: Path | None, max_rows: int, produce: Callable[[FlowSink], Report]
+def _write_reports(
+    formats: tuple[str, ...],
+    output: Path | None,
+    output_dir: Path | None,
+    max_rows: int,
+    produce: Callable[[FlowSink], Report],
+    security_hub: Callable[[Report, list[FlowGroup]], None] | None = None,
 ) -> Report:
-    """Run ``produce`` with a sink streaming flows into the chosen format, then finish the document."""
-    with _report_file(output) as handle:
-        if output_format is OutputFormat.json:
-            writer = JsonReportWriter(handle, SCHEMA_VERSION)
-            report = produce(writer.flow)
-            writer.finish(report)
-            return report
-        worst = WorstFlows(max_rows)
-        report = produce(worst.add)
-        render(report, _console(handle), worst.flows(), max_rows)
-        return report
+    """Run ``produce`` with a sink feeding every chosen format, then finish each document. One format goes to
+    --output or stdout; several go to --output-dir as report.<format>, the table also to stdout.
+    ``security_hub`` then gets the report and its flow groups (the findings it files)."""
+    if output is not None and output_dir is not None:
+        raise UsageError("--output is for one format, --output-dir for several: give one of them")
+    if len(formats) > 1 and output_dir is None:
+        raise UsageError(f"{len(formats)} formats need --output-dir DIR (one file each)")
+    with contextlib.ExitStack() as files:
+        targets: dict[str, TextIO] = {}
+        for name in formats:
+            if output_dir is None:
+                targets[name] = files.enter_context(_report_file(output))
+            elif name == "table" and len(formats) > 1:
+                targets[name] = sys.stdout
+            else:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                targets[name] = files.enter_context(_report_file(output_dir / FILE_NAMES[name]))
+        outputs = ReportOutputs(
+            targets,
+            max_rows=max_rows,
+            schema_version=SCHEMA_VERSION,
+            console=_console,
+            grouped=security_hub is not None,
+        )
+        report = produce(outputs.sink)
+        outputs.finish(report)
+    if security_hub is not None:
+        security_hub(report, outputs.flow_groups())
+    return report
+
+
+def _analysis_security_hub(
+    profile: str | None, region: str | None
+) -> Callable[[Report, list[FlowGroup]], None]:
+    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
+
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("--security-hub: no AWS region: pass --region or set one in the AWS config")
+    return _security_hub(session, aws_region)
+
+
+def _security_hub(session: Any, region: str) -> Callable[[Report, list[FlowGroup]], None]:
+    """Files the findings in Security Hub (BatchImportFindings); a refused finding is named, not fatal."""
+    from verifier.aws.security_hub import send_to_security_hub
+
+    def send(report: Report, groups: list[FlowGroup]) -> None:
+        outcome = send_to_security_hub(session, report, region, groups)
+        print(f"verifier: Security Hub: {outcome.imported} findings imported in {region}", file=sys.stderr)
+        for refused in outcome.refused:
+            print(f"verifier: Security Hub refused {refused}", file=sys.stderr)
+
+    return send
+
+
+def exit_code(report: Report, fail_on: FailOn) -> int:
+    """1 when a flow or a declared port FAILs; with --fail-on inconclusive, 4 when nothing FAILs but something
+    could not be judged (or nothing was seen at all)."""
+    if _has_findings(report):
+        return EXIT_FINDINGS
+    if fail_on is FailOn.inconclusive and (
+        report.summary.verdict is Verdict.INCONCLUSIVE
+        or report.summary.by_verdict.get(Verdict.INCONCLUSIVE.value)
+        or worst_declared(report.declared) is Verdict.INCONCLUSIVE
+    ):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _console(handle: TextIO) -> Console:
@@ -478,10 +613,12 @@ def run_command(
     ] = 60,
     profile: ProfileOption = None,
     region: RegionOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Report format.")
-    ] = OutputFormat.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    formats: FormatsOption = "table",
+    output: OutputOption = None,
+    output_dir: OutputDirOption = None,
+    fail_on: FailOnOption = FailOn.fail,
+    policy_file: PolicyOption = None,
+    security_hub: SecurityHubOption = False,
     max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
 ) -> None:
     """Mirror ECS tasks' traffic to the collector, capture, tear everything down, and judge every flow."""
@@ -489,7 +626,7 @@ def run_command(
     from verifier.run import AnalysisOptions, RunInterrupted, RunRequest, run
 
     seconds = _seconds(duration)
-    anchors = _anchors(ca, pca_arn, short_lived, profile, region)
+    policy, anchors = _policy_and_anchors(policy_file, ca, pca_arn, short_lived, profile, region)
     session = new_session(profile, region)
     aws_region = region or session.region_name
     if not aws_region:
@@ -512,22 +649,26 @@ def run_command(
         session_number=session_number,
         fix_sg=fix_sg,
     )
-    options = AnalysisOptions(anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None)
+    options = AnalysisOptions(
+        anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None, policy=policy
+    )
     capture = _capture(placement, session, request, listen, bucket, prefix, sse_kms_key)
     try:
         with _run_progress(request.run_id) as progress:
-            report = _write_report(
-                output_format,
+            report = _write_reports(
+                parse_formats(formats),
                 output,
+                output_dir,
                 max_rows,
                 lambda sink: run(
                     session, request, capture, options, progress, sink=sink, keep_capture=keep_capture
                 ),
+                _security_hub(session, request.region) if security_hub else None,
             )
     except RunInterrupted as exc:
         print(f"verifier: {exc}: stopped; the run's AWS resources were torn down", file=sys.stderr)
         raise typer.Exit(128 + exc.signum) from None
-    finish_run(report)
+    finish_run(report, fail_on)
 
 
 @app.command("demo")
@@ -551,18 +692,16 @@ def demo_command(
     seconds = _seconds(duration)
     with _interruptible(), _run_progress("demo") as progress:
         report = run_demo(seconds, out, progress, probe=probe)
-    json_path = out / "report.json"
-    with _report_file(json_path) as handle:
-        JsonReportWriter(handle, SCHEMA_VERSION).finish(report)
-    worst = WorstFlows(max_rows)
-    for flow in report.flows:
-        worst.add(flow)
-    console = _console(sys.stdout)
-    render(report, console, worst.flows(), max_rows)
-    console.print(f"JSON report: {json_path}   key log: {out / 'demo-keys.log'}")
+    json_path, html_path = out / FILE_NAMES["json"], out / FILE_NAMES["html"]
+    with _report_file(json_path) as json_file, _report_file(html_path) as html_file:
+        targets = {"table": sys.stdout, "json": json_file, "html": html_file}
+        ReportOutputs(targets, max_rows=max_rows, schema_version=SCHEMA_VERSION, console=_console).finish(
+            report
+        )
+    print(f"JSON report: {json_path}\nHTML report: {html_path}\nkey log: {out / 'demo-keys.log'}")
     record = report.run
     if record is not None and not record.teardown_complete:
-        finish_run(report)
+        finish_run(report, FailOn.fail)
     raise typer.Exit(EXIT_OK)
 
 
@@ -611,7 +750,7 @@ def new_run_id(now: datetime) -> str:
     return f"verifier-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def finish_run(report: Report) -> None:
+def finish_run(report: Report, fail_on: FailOn) -> None:
     """The exit of a run: 3 when the teardown left something behind (said loudly), else findings or not."""
     record = report.run
     if record is not None and not record.teardown_complete:
@@ -626,7 +765,7 @@ def finish_run(report: Report) -> None:
             file=sys.stderr,
         )
         raise typer.Exit(EXIT_AWS)
-    raise typer.Exit(EXIT_FINDINGS if _has_findings(report) else EXIT_OK)
+    raise typer.Exit(exit_code(report, fail_on))
 
 
 class _PhaseLines:
@@ -733,6 +872,222 @@ def _ports(text: str) -> list[int]:
     return ports
 
 
+def _selection(
+    since: str | None, until: str | None, vnis: list[int], addresses: list[str], ports: list[int]
+) -> FlowSelection | None:
+    if not (since or until or vnis or addresses or ports):
+        return None
+    networks = []
+    for text in addresses:
+        try:
+            networks.append(ip_network(text, strict=False))
+        except ValueError:
+            raise UsageError(f"--address {text!r}: expected an address or a CIDR block") from None
+    if any(not 0 < port < 65536 for port in ports):
+        raise UsageError("--port: ports are 1 to 65535")
+    if any(not 0 <= vni < 1 << 24 for vni in vnis):
+        raise UsageError("--vni: VNIs are 24-bit numbers")
+    return FlowSelection(
+        since=_moment("--since", since) if since else None,
+        until=_moment("--until", until) if until else None,
+        vnis=frozenset(vnis),
+        networks=tuple(networks),
+        ports=frozenset(ports),
+    )
+
+
+def _moment(option: str, text: str) -> float:
+    """Epoch seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected an ISO 8601 time or epoch seconds") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _policy_and_anchors(
+    policy_file: Path | None,
+    bundle: Path | None,
+    pca_arn: str | None,
+    short_lived: bool,
+    profile: str | None,
+    region: str | None,
+) -> tuple[Policy | None, TrustAnchors | None]:
+    """The policy of --policy, and the anchors: the CA the policy requires, else --ca and --pca-arn."""
+    if policy_file is None:
+        return None, _anchors(bundle, pca_arn, short_lived, profile, region)
+    policy = load_policy(policy_file)
+    required = policy.required_pca_arn or policy.required_ca_pem
+    if required and (bundle is not None or pca_arn is not None):
+        raise UsageError(
+            f"{policy_file} requires the CA {required}: --ca and --pca-arn would let other CAs anchor chains"
+        )
+    if required:
+        pem = Path(policy.required_ca_pem) if policy.required_ca_pem else None
+        return policy, _anchors(pem, policy.required_pca_arn, short_lived, profile, region)
+    return policy, _anchors(bundle, pca_arn, short_lived, profile, region)
+
+
+collector_app = typer.Typer(
+    help="The collector's CloudFormation stacks: instance, evidence bucket, scheduled spot check.",
+    no_args_is_help=True,
+)
+app.add_typer(collector_app, name="collector")
+StackNameOption = Annotated[str, typer.Option("--name", help="Stack name prefix.")]
+
+
+def _cloudformation(profile: str | None, region: str | None) -> Any:
+    from verifier.aws.calls import new_client, new_session  # boto3 loads only when AWS is used
+
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    return new_client(session, "cloudformation", aws_region)
+
+
+def _stack_progress(line: str) -> None:
+    print(f"verifier: {line}", file=sys.stderr)
+
+
+@collector_app.command("deploy")
+def collector_deploy(
+    vpc: Annotated[str, typer.Option("--vpc", help="The VPC of the collector.")],
+    subnet: Annotated[str, typer.Option("--subnet", help="A private subnet for the collector.")],
+    package: Annotated[
+        str, typer.Option("--package", help="What pip installs on the collector (a requirement or URL).")
+    ],
+    mirror_source_sg: Annotated[
+        str | None, typer.Option("--mirror-source-sg", help="Security group of the mirror sources.")
+    ] = None,
+    mirror_source_cidr: Annotated[
+        str | None, typer.Option("--mirror-source-cidr", help="CIDR block of the mirror sources.")
+    ] = None,
+    instance_type: Annotated[str, typer.Option("--instance-type", help="A Nitro type.")] = "m5.large",
+    retention_days: Annotated[
+        int, typer.Option("--retention-days", help="Evidence kept this long.", min=1)
+    ] = 90,
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="Schedule a spot check of this cluster.")
+    ] = None,
+    service: Annotated[list[str] | None, typer.Option("--service", help="Spot-checked service.")] = None,
+    duration: Annotated[str, typer.Option("--duration", help="Each spot check's capture.")] = "300s",
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="EventBridge Scheduler expression.")
+    ] = "rate(1 day)",
+    run_args: Annotated[str, typer.Option("--run-args", help="More `verifier run` options.")] = "",
+    alarm_topic_arn: Annotated[
+        str | None, typer.Option("--alarm-topic-arn", help="SNS topic for findings (default: a new one).")
+    ] = None,
+    templates: Annotated[
+        Path | None, typer.Option("--templates", help="Directory of the templates (default: infra/).")
+    ] = None,
+    name: StackNameOption = "verifier",
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Create or update the collector, evidence bucket and (with --cluster) scheduled spot-check stacks."""
+    from verifier.aws import collector_stack as stacks
+
+    settings = stacks.CollectorSettings(
+        vpc,
+        subnet,
+        package,
+        mirror_source_security_group=mirror_source_sg,
+        mirror_source_cidr=mirror_source_cidr,
+        instance_type=instance_type,
+        retention_days=retention_days,
+    )
+    spot_check = (
+        stacks.SpotCheckSettings(cluster, tuple(service or ()), duration, schedule, run_args, alarm_topic_arn)
+        if cluster
+        else None
+    )
+    cfn = _cloudformation(profile, region)
+    states = stacks.deploy(
+        cfn,
+        templates or stacks.default_templates(),
+        settings,
+        spot_check,
+        name=name,
+        progress=_stack_progress,
+    )
+    print("\n".join(stacks.status_lines([(state.name, state) for state in states])))
+
+
+@collector_app.command("status")
+def collector_status(
+    name: StackNameOption = "verifier", profile: ProfileOption = None, region: RegionOption = None
+) -> None:
+    """Each stack's status and outputs."""
+    from verifier.aws import collector_stack as stacks
+
+    print("\n".join(stacks.status_lines(stacks.status(_cloudformation(profile, region), name))))
+
+
+@collector_app.command("destroy")
+def collector_destroy(
+    evidence: Annotated[
+        bool, typer.Option("--evidence", help="Also the evidence stack (its bucket and key are kept).")
+    ] = False,
+    name: StackNameOption = "verifier",
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Delete the stacks (the spot check and the collector; with --evidence the evidence stack too)."""
+    from verifier.aws import collector_stack as stacks
+
+    deleted = stacks.destroy(
+        _cloudformation(profile, region), name, evidence=evidence, progress=_stack_progress
+    )
+    print("deleted: " + (", ".join(deleted) if deleted else "nothing (no stack was there)"))
+
+
+@app.command("report")
+def report_command(
+    report_file: Annotated[Path, typer.Argument(help="A JSON report verifier wrote.")],
+    formats: FormatsOption = "table",
+    output: OutputOption = None,
+    output_dir: OutputDirOption = None,
+    fail_on: FailOnOption = FailOn.fail,
+    max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
+) -> None:
+    """Render a saved JSON report again, in other formats (html, junit, sarif, markdown, ...)."""
+    from verifier.report.json_report import report_from_dict
+
+    try:
+        data = json.loads(report_file.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{report_file}: cannot read the report: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise InputError(f"{report_file}: not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{report_file}: not a verifier JSON report")
+    try:
+        saved = report_from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{report_file}: {exc}") from exc
+    chosen = parse_formats(formats)
+    if "asff" in chosen and (saved.run is None or saved.run.account is None):
+        raise UsageError("--format asff needs the AWS account of a run: this report holds no run record")
+    report = _write_reports(chosen, output, output_dir, max_rows, lambda sink: saved)
+    raise typer.Exit(exit_code(report, fail_on))
+
+
+policy_app = typer.Typer(help="The policy flows are judged by.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("show")
+def policy_show() -> None:
+    """Print the default policy, as a policy file to start from."""
+    print(default_policy_toml(), end="")
+
+
 def _anchors(
     bundle: Path | None, pca_arn: str | None, short_lived: bool, profile: str | None, region: str | None
 ) -> TrustAnchors | None:
@@ -780,6 +1135,8 @@ def _run(
     anchors: TrustAnchors | None,
     expected_names: dict[str, str],
     probe_timeout: float | None,
+    policy: Policy | None,
+    selection: FlowSelection | None,
     sink: FlowSink,
 ) -> Report:
     stderr = Console(stderr=True)
@@ -792,6 +1149,8 @@ def _run(
             anchors=anchors,
             expected_names=expected_names,
             probe_timeout=probe_timeout,
+            policy=policy,
+            selection=selection,
         )
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
@@ -809,6 +1168,8 @@ def _run(
             anchors=anchors,
             expected_names=expected_names,
             probe_timeout=probe_timeout,
+            policy=policy,
+            selection=selection,
         )
 
 
@@ -851,3 +1212,13 @@ def main() -> None:
     except VerifierError as exc:
         print(f"verifier: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        # A bug: still one line for the user, the traceback for whoever reports it.
+        if os.environ.get("VERIFIER_DEBUG"):
+            raise
+        print(
+            f"verifier: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+            "(VERIFIER_DEBUG=1 shows the traceback; please report it)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERNAL)

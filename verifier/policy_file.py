@@ -200,7 +200,7 @@ class _Reader:
             if network is None:
                 raise self.error((*path, "peer"), 'expected a string, e.g. "10.0.42.0/24"')
         return PolicyException(
-            justification=justification.strip(),
+            justification=" ".join(justification.split()),  # one line, however the file wraps it
             expires=expires,
             peer=network,
             port=self.port((*path, "port"), table.get("port")),

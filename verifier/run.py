@@ -56,6 +56,8 @@ from verifier.core.chains import TrustAnchors
 from verifier.core.declared import DeclaredVsObserved
 from verifier.core.flows import AnalyzerConfig
 from verifier.core.model import CollectorCoverage, FlowRecord, Report, ResourceEvent, RunRecord, SourceOutcome
+from verifier.core.policy import Policy
+from verifier.core.targets import MirrorSource
 from verifier.errors import UsageError
 from verifier.probe import SocketFactory
 from verifier.sources.collector import Collector, CollectorLimits, CollectorStats
@@ -99,6 +101,7 @@ class AnalysisOptions:
     expected_names: Mapping[str, str] | None = None
     probe_timeout: float | None = None
     probe_socket: SocketFactory = socket.socket  # where probes connect from (the lab: a peer's namespace)
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +425,10 @@ def run(
             expected_names=analysis.expected_names,
             probe_timeout=analysis.probe_timeout,
             probe_socket=analysis.probe_socket,
+            policy=analysis.policy,
+            services={
+                s.private_ip: s.service_name for s in outcome.sources if s.private_ip and s.service_name
+            },
         )
         resources = tuple(
             ResourceEvent(
@@ -462,6 +469,15 @@ def run(
             run=record,
             declared=declared.rows(),
         )
+
+
+def _services(sources: Sequence[MirrorSource]) -> dict[str, str]:
+    """Server address -> ECS service, for the policy's rules and exceptions that name a service."""
+    return {
+        source.private_ip: source.service_name
+        for source in sources
+        if source.private_ip and source.service_name
+    }
 
 
 def _refuse_what_cannot_work(outcome: PlanOutcome, collector: CollectorInstance, fix_sg: bool) -> None:

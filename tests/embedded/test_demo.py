@@ -58,9 +58,16 @@ def by_port(report: Report) -> dict[int, list[FlowRecord]]:
     return flows
 
 
+# What a connection cut by the capture's end shows: its opening packets only. Nothing more is claimed of it.
+CUT_AT_THE_END = frozenset({"no-payload", "TLS-incomplete"})
+
+
 def captured_whole(flows: list[FlowRecord]) -> list[FlowRecord]:
-    seen = [flow for flow in flows if not flow.midstream]
+    """The connections seen from their SYN through their data: the capture's start and end cut the others."""
+    seen = [flow for flow in flows if not flow.midstream and flow.category not in CUT_AT_THE_END]
     assert seen, "no connection of this port was captured whole"
+    cut = [flow for flow in flows if flow.category in CUT_AT_THE_END]
+    assert all(flow.verdict is not Verdict.PASS for flow in cut)
     return seen
 
 

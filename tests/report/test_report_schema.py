@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import replace
+from datetime import date
+from ipaddress import ip_network
 from typing import Any
 
 import jsonschema
@@ -17,12 +19,23 @@ from tests.report.samples import as_run
 from verifier.analysis import SCHEMA_VERSION, analyze_files
 from verifier.core.chains import Check, CheckStatus, TrustAnchors
 from verifier.core.model import Report, Verdict
+from verifier.core.policy import Policy, PolicyException
 from verifier.errors import InputError
 from verifier.report.json_report import JsonReportWriter, report_from_dict, report_to_dict
 
 CAPTURES = sorted((REPO / "captures").glob("*.pcap"))
 SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+
+
+# TLS 1.3 required: the captures' TLS 1.2 flows FAIL; one exception in force and one expired match them.
+POLICY_WITH_EXCEPTIONS = Policy(
+    min_tls_version="1.3",
+    exceptions=(
+        PolicyException("legacy client, ticket OPS-1", date(2999, 12, 31), port=8443),
+        PolicyException("old waiver", date(2020, 1, 31), peer=ip_network("10.77.0.0/16")),
+    ),
+)
 
 
 def _reports() -> dict[str, Report]:
@@ -46,6 +59,7 @@ def _reports() -> dict[str, Report]:
         "no flows": analyze_files(CAPTURES, sink=lambda record: None),
         "empty": analyze_files([]),
         "ipv6 and checks": replace(every_capture, flows=(checked,)),
+        "policy exceptions": analyze_files(CAPTURES, policy=POLICY_WITH_EXCEPTIONS),
     }
 
 
@@ -101,3 +115,11 @@ def test_a_document_that_is_no_report_is_an_input_error() -> None:
     document["flows"][0]["verdict"] = "OK"
     with pytest.raises(InputError):
         report_from_dict(document)
+
+
+def test_the_policy_exceptions_say_what_each_did() -> None:
+    document = report_to_dict(REPORTS["policy exceptions"])
+    in_force, expired = document["policy_exceptions"]
+    assert (in_force["expired"], in_force["port"], in_force["expires"]) == (False, 8443, "2999-12-31")
+    assert (expired["expired"], expired["peer"]) == (True, "10.77.0.0/16")
+    assert in_force["flows"] > 0 and expired["flows"] > 0

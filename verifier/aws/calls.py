@@ -20,6 +20,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ProfileNotFound,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
 
 from verifier.errors import AwsError, UsageError
 
@@ -88,6 +89,10 @@ def call(client: Any, operation: str, iam_action: str, **params: Any) -> dict[st
         ) from exc
     except BotoCoreError as exc:
         raise AwsError(f"{subject} failed: {_one_line(str(exc))}") from exc
+    except ResponseParserError as exc:  # not a BotoCoreError: an endpoint answering HTML (a proxy, a 500)
+        raise AwsError(
+            f"{subject}: the endpoint's answer is not an AWS API response ({_one_line(str(exc))[:200]})"
+        ) from exc
     return response
 
 

@@ -219,6 +219,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExceptionOutcome:
+    """One exception of the policy (--policy) and what it did over the analysis."""
+
+    justification: str
+    expires: str  # ISO date: the last day (UTC) it applies
+    peer: str | None  # address or CIDR block, matching the client or the server
+    port: int | None  # the server port
+    service: str | None
+    expired: bool  # at the time of the analysis: then it was not applied
+    flows: int  # FAIL flows it matched: waived to WARN, or (expired) left failing
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     schema_version: str
     tool_version: str
@@ -230,3 +243,4 @@ class Report:
     coverage: Coverage
     run: RunRecord | None = None  # set by `verifier run`
     declared: tuple[DeclaredPort, ...] = ()
+    policy_exceptions: tuple[ExceptionOutcome, ...] = ()  # with --policy: every exception, in its order

@@ -22,7 +22,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from verifier.core import model
 from verifier.core.chains import PCA_BACKDATING, CertificateSummary, summarize_certificate
-from verifier.core.model import FlowRecord, Verdict
+from verifier.core.model import ExceptionOutcome, FlowRecord, Verdict
 from verifier.core.tls import cipher_suite_class, cipher_suite_name
 from verifier.errors import ParseError
 
@@ -137,8 +137,9 @@ DEFAULT_POLICY = Policy()
 @dataclass(frozen=True, slots=True)
 class PolicyOutcome:
     record: FlowRecord  # the record judged again under the policy
-    waived_by: PolicyException | None  # the exception that lowered its FAIL to WARN
-    expired: tuple[PolicyException, ...]  # exceptions that matched its FAIL but had expired
+    # Exceptions by their index in Policy.exceptions (two may be alike):
+    waived_by: int | None  # the one that lowered its FAIL to WARN
+    expired: tuple[int, ...]  # those that matched its FAIL but had expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,23 +176,24 @@ def apply_policy(
     verdict = Verdict.FAIL if findings else record.verdict
     reason = "; ".join((record.reason, *(f"policy: {finding}" for finding in findings), *notes))
     waived_by = None
-    expired: list[PolicyException] = []
+    expired: list[int] = []
     if verdict is Verdict.FAIL:
-        for exception in policy.exceptions:
+        for index, exception in enumerate(policy.exceptions):
             if not _matches(exception, record, service):
                 continue
             if at >= _end_of(exception.expires):
-                expired.append(exception)
+                expired.append(index)
             elif waived_by is None:
-                waived_by = exception
+                waived_by = index
         if waived_by is not None:
+            waiver = policy.exceptions[waived_by]
             verdict = Verdict.WARN
-            reason += f"; exception: {waived_by.justification} (until {waived_by.expires.isoformat()})"
+            reason += f"; exception: {waiver.justification} (until {waiver.expires.isoformat()})"
         else:
-            reason += "".join(
-                f"; exception expired on {e.expires.isoformat()}, not applied: {e.justification}"
-                for e in expired
-            )
+            for index in expired:
+                lapsed = policy.exceptions[index]
+                reason += f"; exception expired on {lapsed.expires.isoformat()}, not applied: "
+                reason += lapsed.justification
     if verdict is not record.verdict or reason != record.reason:
         record = replace(record, verdict=verdict, reason=reason)
     return PolicyOutcome(record, waived_by, tuple(expired) if waived_by is None else ())
@@ -214,21 +216,36 @@ class PolicyJudge:
         # server address -> its service (awsvpc: one address per task)
         self.services = {_address(address): service for address, service in (services or {}).items()}
         self._leaves: dict[str, CertificateSummary | None] = {}
-        self._flows = dict.fromkeys(policy.exceptions, 0)
+        self._flows = [0] * len(policy.exceptions)  # FAIL flows each exception matched
 
     def apply(self, record: FlowRecord) -> FlowRecord:
         service = self.services.get(_address(_host(record.server)))
         outcome = apply_policy(record, self.policy, service, self.at, self._leaf(record))
-        for exception in (outcome.waived_by, *outcome.expired):
-            if exception is not None:
-                self._flows[exception] += 1
+        for index in (outcome.waived_by, *outcome.expired):
+            if index is not None:
+                self._flows[index] += 1
         return outcome.record
+
+    def outcomes(self) -> tuple[ExceptionOutcome, ...]:
+        """``exceptions`` as the report holds them."""
+        return tuple(
+            ExceptionOutcome(
+                justification=use.exception.justification,
+                expires=use.exception.expires.isoformat(),
+                peer=str(use.exception.peer) if use.exception.peer is not None else None,
+                port=use.exception.port,
+                service=use.exception.service,
+                expired=use.expired,
+                flows=use.flows,
+            )
+            for use in self.exceptions()
+        )
 
     def exceptions(self) -> tuple[ExceptionUse, ...]:
         """Every exception of the policy, in the policy's order, with what it did."""
         return tuple(
             ExceptionUse(exception, self.at >= _end_of(exception.expires), flows)
-            for exception, flows in self._flows.items()
+            for exception, flows in zip(self.policy.exceptions, self._flows, strict=True)
         )
 
     def _leaf(self, record: FlowRecord) -> CertificateSummary | None:

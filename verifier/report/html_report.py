@@ -7,7 +7,8 @@ here. A Content-Security-Policy forbids every fetch and lets only this module's 
 Escaping: every value is inserted with ``_html``, which HTML-escapes whatever is not markup built here. The
 flows travel as a JSON data island that the script renders with ``textContent`` only; the island escapes
 ``<``, ``>`` and ``&`` so no value can end the <script> element, and U+2028/U+2029 for old JavaScript parsers.
-Rendering thousands of rows as one DOM is slow, so the script shows them a page at a time.
+The script shows the flows table a page (500 rows) at a time: as one DOM, 20,000 rows took headless
+Chromium 10 s to lay out and 100,000 rows 90 s; paged, the page is ready in 0.3 s and 1.2 s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from verifier.core.chains import Check
 from verifier.core.declared import worst_declared
 from verifier.core.model import (
     DeclaredPort,
+    ExceptionOutcome,
     FlowRecord,
     Report,
     RunRecord,
@@ -36,7 +38,6 @@ from verifier.report.json_report import certificate_to_dict, flow_to_dict
 
 # Most severe first: the order of every verdict list on the page.
 _VERDICTS = sorted(Verdict, key=severity, reverse=True)
-# The order the chart stacks verdicts from its axis up: the bad ones stay visible at the bottom.
 _CHART_BINS = 48
 _CHART_WIDTH = 900
 _CHART_HEIGHT = 200
@@ -375,7 +376,8 @@ def _join(parts: Iterable[_Markup]) -> _Markup:
 
 
 def write_html(report: Report, out: TextIO) -> None:
-    """Write ``report`` (with its flows: a streamed report has none to show) as one HTML document."""
+    """Write ``report`` as one HTML document. The flows table and chart show ``report.flows``: give the
+    report with its flows kept (not streamed to a sink)."""
     title = f"Encryption evidence: {_overall(report).value}"
     out.write(
         _html(
@@ -391,8 +393,9 @@ def write_html(report: Report, out: TextIO) -> None:
     for section in (
         _summary(report),
         _declared(report.declared),
+        _exceptions(report.policy_exceptions),
         _chart(report.flows),
-        _flows(report.flows),
+        _flows(len(report.flows), report.summary.flows),
         _chains(report),
         _coverage(report),
         _run(report.run),
@@ -447,7 +450,9 @@ def _summary(report: Report) -> _Markup:
     summary = report.summary
     sources = ", ".join(capture.path for capture in report.captures) or "live capture"
     declared = worst_declared(report.declared)
-    declared_part = _html("; declared vs observed: {}", _verdict(declared)) if declared is not None else ""
+    declared_part = (
+        _html("; declared vs observed: {}", _verdict(declared)) if declared is not None else _Markup("")
+    )
     # data-summary-* attributes let a reader (and the tests) find the numbers without parsing prose.
     by_verdict = _join(
         _html(
@@ -464,7 +469,7 @@ def _summary(report: Report) -> _Markup:
             "(see the run record).</p>"
         )
         if report.run is not None and not report.run.teardown_complete
-        else ""
+        else _Markup("")
     )
     identity = (
         _html(
@@ -472,7 +477,7 @@ def _summary(report: Report) -> _Markup:
             _table(("chain against the configured CA", "flows"), summary.by_identity.items(), numeric={1}),
         )
         if summary.by_identity
-        else ""
+        else _Markup("")
     )
     return _html(
         "<h1>Encryption evidence report</h1><p>verifier {} analysed {}</p>"
@@ -485,11 +490,11 @@ def _summary(report: Report) -> _Markup:
         _verdict(_overall(report)),
         _verdict(summary.verdict),
         summary.flows,
-        _Markup(declared_part),
-        _Markup(teardown),
+        declared_part,
+        teardown,
         by_verdict,
         _table(("category", "flows"), summary.by_category.items(), numeric={1}),
-        _Markup(identity),
+        identity,
     )
 
 
@@ -577,10 +582,10 @@ def _chart(flows: Sequence[FlowRecord]) -> _Markup:
                     'data-verdict="{}" data-flows="{}">'
                     "<title>{} {} flows, first seen {} to {}</title></rect>",
                     verdict,
-                    _Markup(f"{x + 0.5:.1f}"),
-                    _Markup(f"{y:.1f}"),
-                    _Markup(f"{max(bar_width - 1, 0.5):.1f}"),
-                    _Markup(f"{height:.1f}"),
+                    f"{x + 0.5:.1f}",
+                    f"{y:.1f}",
+                    f"{max(bar_width - 1, 0.5):.1f}",
+                    f"{height:.1f}",
                     verdict,
                     count,
                     count,
@@ -627,7 +632,17 @@ def _chart(flows: Sequence[FlowRecord]) -> _Markup:
     )
 
 
-def _flows(flows: Sequence[FlowRecord]) -> _Markup:
+def _flows(kept: int, analysed: int) -> _Markup:
+    missing = (
+        _html(
+            '<p class="alarm">This file holds {} of the {} flows analysed: the others were not kept for '
+            "it. The summary above counts them all.</p>",
+            kept,
+            analysed,
+        )
+        if kept != analysed
+        else _Markup("")
+    )
     counts = _join(
         _html('{} <span data-island-count="{}">\u2026</span> ', _verdict(verdict), verdict)
         for verdict in _VERDICTS
@@ -638,7 +653,7 @@ def _flows(flows: Sequence[FlowRecord]) -> _Markup:
         for column, heading in _FLOW_HEADINGS
     )
     return _html(
-        '<section id="flows"><h2>Flows</h2>'
+        '<section id="flows"><h2>Flows</h2>{}'
         '<p>Flows in this report: <span data-island-count="all">\u2026</span>: {}</p>'
         "<noscript><p>The flows table needs JavaScript; the JSON report (<code>--format json</code>) lists "
         "every flow.</p></noscript>"
@@ -649,6 +664,7 @@ def _flows(flows: Sequence[FlowRecord]) -> _Markup:
         "<p>Click a column to sort, a row for its evidence, packets and certificates.</p>"
         '<table id="flows-table"><thead><tr>{}</tr></thead><tbody></tbody></table>'
         '<button id="flow-more" type="button" hidden>Show more</button></section>',
+        missing,
         counts,
         options,
         headings,
@@ -713,18 +729,18 @@ def _chains(report: Report) -> _Markup:
                 ),
             )
             if identity is not None
-            else _Markup("<p>Not judged against a CA (no trust anchors given).</p>")
+            else _Markup("<p>Not judged against a CA (give <code>--ca</code> to judge it).</p>")
             if role == "server"
             else _Markup("")
         )
         cards.append(
             _html(
-                "<h3>{} chain presented by {}</h3><p>{} flows; SNI: {}; chain from: {}</p>{}{}",
+                "<h3>{} chain presented by {}</h3><p>{} flows; SNI: {}{}</p>{}{}",
                 role.capitalize(),
                 ", ".join(peers),
                 len(flows),
                 ", ".join(names) or "none",
-                flows[0].chain_source,
+                f"; chain seen by: {flows[0].chain_source}" if role == "server" else "",
                 _table(("", "subject", "issuer", "not before", "not after", "SANs", "SHA-256"), rows),
                 judgement,
             )
@@ -736,7 +752,7 @@ def _chains(report: Report) -> _Markup:
             digest,
             digest,
             _facts(
-                (label, entry[key] if not isinstance(entry.get(key), list) else ", ".join(entry[key]))
+                (label, _certificate_fact(entry[key]))
                 for label, key in (
                     ("subject", "subject"),
                     ("issuer", "issuer"),
@@ -1020,6 +1036,43 @@ def _captures(report: Report) -> _Markup:
         report.keylog or "none given",
         report.schema_version,
     )
+
+
+def _exceptions(outcomes: tuple[ExceptionOutcome, ...]) -> _Markup:
+    """The policy's waivers and what each did; nothing when no policy file gave any."""
+    if not outcomes:
+        return _Markup("")
+    rows = (
+        (
+            outcome.justification,
+            ", ".join(
+                part
+                for part in (
+                    f"peer {outcome.peer}" if outcome.peer else "",
+                    f"port {outcome.port}" if outcome.port is not None else "",
+                    f"service {outcome.service}" if outcome.service else "",
+                )
+                if part
+            ),
+            outcome.expires,
+            "expired: not applied" if outcome.expired else "in force",
+            outcome.flows,
+        )
+        for outcome in outcomes
+    )
+    return _html(
+        '<section id="exceptions"><h2>Policy exceptions</h2><p>Waivers of the policy file: a FAIL flow an '
+        "exception in force matches is WARN; an expired one no longer applies.</p>{}</section>",
+        _table(("justification", "matches", "last day", "state", "FAIL flows matched"), rows, numeric={4}),
+    )
+
+
+def _certificate_fact(value: object) -> object:
+    if isinstance(value, bool):
+        return _yes_no(value)
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return value
 
 
 def _code(text: str) -> _Markup:

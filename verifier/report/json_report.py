@@ -22,6 +22,7 @@ from verifier.core.model import (
     CollectorCoverage,
     Coverage,
     DeclaredPort,
+    ExceptionOutcome,
     FlowRecord,
     Report,
     ResourceEvent,
@@ -89,6 +90,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "coverage": coverage,
         "run": run_to_dict(report.run) if report.run is not None else None,
         "declared_vs_observed": [declared_to_dict(row) for row in report.declared],
+        "policy_exceptions": [asdict(outcome) for outcome in report.policy_exceptions],
         "flows": [flow_to_dict(flow) for flow in report.flows],
         "certificates": [certificate_to_dict(der, digest) for digest, der in report.certificates.items()],
     }
@@ -196,6 +198,7 @@ def _report_from_dict(data: dict[str, Any]) -> Report:
         coverage=Coverage(**coverage),
         run=_run_from_dict(run) if run is not None else None,
         declared=tuple(_declared_from_dict(row) for row in data["declared_vs_observed"]),
+        policy_exceptions=tuple(ExceptionOutcome(**outcome) for outcome in data["policy_exceptions"]),
     )
 
 
@@ -208,7 +211,8 @@ def flow_from_dict(data: dict[str, Any]) -> FlowRecord:
     record["verdict"] = Verdict(data["verdict"])
     record["identity"] = Verdict(data["identity"]) if data["identity"] is not None else None
     record["identity_checks"] = tuple(
-        Check(check["name"], CheckStatus(check["status"]), check["detail"]) for check in data["identity_checks"]
+        Check(check["name"], CheckStatus(check["status"]), check["detail"])
+        for check in data["identity_checks"]
     )
     for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
         record[name] = tuple(data[name])
@@ -223,7 +227,8 @@ def _run_from_dict(data: dict[str, Any]) -> RunRecord:
             risks=tuple(data["risks"]),
             resources=tuple(ResourceEvent(**event) for event in data["resources"]),
             sources=tuple(
-                SourceOutcome(**dict(source, fallbacks=tuple(source["fallbacks"]))) for source in data["sources"]
+                SourceOutcome(**dict(source, fallbacks=tuple(source["fallbacks"])))
+                for source in data["sources"]
             ),
         )
     )

@@ -44,6 +44,12 @@ def render(report: Report, console: Console, worst_flows: list[FlowRecord], max_
         _run(report.run, console)
     if report.declared:
         _declared_table(report.declared, console)
+    for outcome in report.policy_exceptions:
+        state = "[red]expired, not applied[/]" if outcome.expired else "in force"
+        console.print(
+            f"Policy exception ({state}, last day {outcome.expires}): {escape(outcome.justification)}: "
+            f"{outcome.flows} FAIL flows matched"
+        )
     _flows_table(worst_flows, report.summary.flows, console, max_rows)
     _coverage(report, console)
 
