@@ -116,3 +116,19 @@ def test_a_wrong_keylog_entry_is_a_note_not_a_failure(tmp_path: Path) -> None:
     (flow,) = analyze_files([write_pcap(tmp_path / "a.pcap", frames)], keylog=keys).flows
     assert flow.category == "TLS1.3" and flow.verdict.value == "PASS"
     assert flow.server_certificates == () and "wrong key log entry" in str(flow.chain_note)
+
+
+def test_many_rotated_captures_are_read_a_group_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import verifier.analysis
+
+    monkeypatch.setattr(verifier.analysis, "_OPEN_CAPTURES", 2)  # as if thousands of files: groups of 2
+    frames = tcp_frames(HTTP)
+    paths = [write_pcap(tmp_path / f"rotated-{n}.pcap", frames[n * 3 : n * 3 + 3]) for n in range(4)]
+    seen: list[tuple[int, int, Path]] = []
+    report = analyze_files(paths, progress=lambda done, total, path: seen.append((done, total, path)))
+    (flow,) = report.flows
+    assert (flow.category, flow.gaps, flow.out_of_order) == ("plaintext(http)", 0, 0)
+    assert [capture.frames for capture in report.captures] == [3, 3, 3, len(frames) - 9]
+    assert seen[-1][0] == seen[-1][1] == sum(path.stat().st_size for path in paths)

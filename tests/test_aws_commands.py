@@ -12,11 +12,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.aws.test_pca import offline_environment
 from tests.conftest import REPO
-from tests.embedded.test_moto_mirroring import _reset_moto
+from tests.moto_server import moto_endpoint
 
 REGION = "us-east-1"
 # moto warns about each resource type it cannot create, in this process (its server is a thread here), where
@@ -28,22 +27,14 @@ VERIFIER = [sys.executable, "-c", "from verifier.cli import main; main()"]
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     offline_environment(monkeypatch, tmp_path)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    _reset_moto(url)
-    for name, value in {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    try:
+    with moto_endpoint() as url:
+        for name, value in {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "t",
+            "AWS_SECRET_ACCESS_KEY": "t",
+        }.items():
+            monkeypatch.setenv(name, value)
         yield url
-    finally:
-        _reset_moto(url)
-        server.stop()
 
 
 def verifier(*args: str) -> subprocess.CompletedProcess[str]:

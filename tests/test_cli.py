@@ -280,3 +280,24 @@ def test_flow_selection_narrows_the_report_not_the_coverage() -> None:
     later = run("analyze", capture, "--format", "json", "--since", "2999-01-01T00:00:00")
     assert json.loads(later.stdout)["flows"] == []
     assert_one_line_error(run("analyze", capture, "--address", "10.0.0.300"), "--address")
+
+
+def test_a_saved_run_report_is_narrowed_to_one_eni(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.report.samples import as_run
+    from verifier.analysis import analyze_files
+    from verifier.report.json_report import report_to_dict
+
+    report = as_run(analyze_files([REPO / "captures" / "vxlan-tls13-mixed.pcap"]))
+    assert report.run is not None
+    vni = report.flows[0].vni
+    (source, *others) = report.run.sources
+    run_record = replace(report.run, sources=(replace(source, vni=vni), *others))
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps(report_to_dict(replace(report, run=run_record))))
+    narrowed = run("report", saved, "--eni", source.eni_id, "--format", "json")
+    flows = json.loads(narrowed.stdout)["flows"]
+    assert flows and {flow["vni"] for flow in flows} == {vni}
+    assert json.loads(narrowed.stdout)["summary"]["flows"] == len(flows)
+    assert_one_line_error(run("report", saved, "--eni", "eni-00000000000000000"), "no VNI for this ENI")

@@ -59,8 +59,9 @@ def test_collect_writes_a_private_pcap_and_analyses_live(tmp_path: Path) -> None
     assert process.returncode == 1, stderr  # cleartext seen: findings
     assert f"collected {len(frames)} datagrams" in stderr and "(packets)" in stderr
     # What `verifier run` reads back from a collector run through SSM (its stderr is all SSM returns).
-    counted = remote_collector_coverage(stderr, ended=time.time())
+    counted = remote_collector_coverage(stderr)
     assert counted is not None and (counted.datagrams, counted.stop_reason) == (len(frames), "packets")
+    assert counted.started <= counted.ended <= time.time()
     report = json.loads(stdout)
     (flow,) = report["flows"]
     assert (flow["category"], flow["vni"], flow["verdict"]) == ("plaintext(http)", 77, "FAIL")

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -23,11 +24,12 @@ import pytest
 from tests.shop import Shop, leftovers, request
 from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation
 from verifier.aws import runstate
+from verifier.aws.cleanup import clean
 from verifier.core.chains import TrustAnchors
 from verifier.core.model import Verdict
 from verifier.embedded.demo_account import WEB_HTTP_PORT, WEB_HTTPS_PORT
 from verifier.errors import UsageError
-from verifier.run import AnalysisOptions, LocalCapture, SilentProgress, run
+from verifier.run import AnalysisOptions, LocalCapture, SilentProgress, TeardownIncomplete, run
 
 SAFETY = 20.0  # seconds any wait in these tests may take at most
 
@@ -262,3 +264,32 @@ def test_a_refused_source_is_reported_and_the_others_are_mirrored(shop: Shop) ->
     # Ours are gone, the foreign tool's untouched.
     sessions = shop.ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"]
     assert sorted(s["SessionNumber"] for s in sessions) == [1, 2, 3]
+
+
+def refuse_deletes_of_targets(session: boto3.session.Session) -> None:
+    """EC2 refuses every DeleteTrafficMirrorTarget (as a missing IAM permission would)."""
+
+    def refuse(**_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        # A before-call handler's answer stands for AWS's: the HTTP response and the parsed error.
+        error = {"Code": "UnauthorizedOperation", "Message": "You are not authorized to perform this."}
+        answer = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return SimpleNamespace(status_code=403, headers={}), answer
+
+    session.events.register("before-call.ec2.DeleteTrafficMirrorTarget", refuse)
+
+
+def test_a_failed_run_whose_teardown_leaves_something_says_what_and_how_to_finish(shop: Shop) -> None:
+    fail_after_create(shop.session, 6)  # the run fails once every resource exists
+    refuse_deletes_of_targets(shop.session)
+    with pytest.raises(TeardownIncomplete) as raised:
+        run(shop.session, request(shop), LocalCapture(("127.0.0.1", 0)), AnalysisOptions(), SilentProgress())
+    (target,) = [
+        t["TrafficMirrorTargetId"] for t in shop.ec2.describe_traffic_mirror_targets()["TrafficMirrorTargets"]
+    ]
+    message = str(raised.value)
+    assert target in message and "UnauthorizedOperation" in message
+    assert "injected failure" in message and "verifier cleanup --run-id run-test-1" in message
+    assert raised.value.exit_code == 3
+    # What the message tells the operator to do finishes the job.
+    clean(shop.ec2, ["run-test-1"], sleep=lambda _seconds: None)
+    assert leftovers(shop.ec2) == []

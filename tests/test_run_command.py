@@ -23,10 +23,9 @@ import boto3
 import pytest
 from moto.core.responses import BaseResponse
 from moto.moto_api import state_manager
-from moto.server import ThreadedMotoServer
 
 from tests.aws.test_pca import offline_environment
-from tests.embedded.test_moto_mirroring import _reset_moto
+from tests.moto_server import moto_endpoint
 from tests.shop import leftovers
 from verifier.embedded.demo_account import DemoAccount, seed
 from verifier.embedded.moto_mirroring import install
@@ -58,26 +57,20 @@ def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Embedd
     offline_environment(monkeypatch, tmp_path)
     install()
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**6})
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    _reset_moto(endpoint)
     credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    for name, value in {"AWS_ENDPOINT_URL": endpoint, **credentials}.items():
-        monkeypatch.setenv(name, value)
     try:
-        session = boto3.session.Session(region_name=REGION)
-        account = seed(session, REGION)
-        environment = {
-            **os.environ,
-            "AWS_DEFAULT_REGION": REGION,
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-        }
-        yield Embedded(endpoint, account, session.client("ec2"), environment)
+        with moto_endpoint() as endpoint:
+            for name, value in {"AWS_ENDPOINT_URL": endpoint, **credentials}.items():
+                monkeypatch.setenv(name, value)
+            session = boto3.session.Session(region_name=REGION)
+            account = seed(session, REGION)
+            environment = {
+                **os.environ,
+                "AWS_DEFAULT_REGION": REGION,
+                "XDG_STATE_HOME": str(tmp_path / "state"),
+            }
+            yield Embedded(endpoint, account, session.client("ec2"), environment)
     finally:
-        _reset_moto(endpoint)
-        server.stop()
         state_manager.unset_transition(model_name="ecs::task")
 
 

@@ -23,11 +23,11 @@ from verifier.run import AnalysisOptions, SilentProgress, SsmCapture, run
 
 BUCKET = "verifier-evidence-test"
 PREFIX = "captures"
-SUMMARY = "collected 12 datagrams, 1900 bytes in 2.0 s (duration), kernel drops 0; wrote /tmp/x/run.pcap\n"
-
-
-def vxlan(vni: int, inner: bytes) -> bytes:
-    return b"\x08\x00\x00\x00" + vni.to_bytes(3) + b"\x00" + inner
+# What `verifier collect` prints at its end (tests/test_collect_command.py reads the real one back).
+SUMMARY = (
+    "collected 12 datagrams, 1900 bytes in 2.0 s (duration), kernel drops 0, "
+    "from 1795000000.250000 to 1795000002.250000; wrote /tmp/x/run.pcap\n"
+)
 
 
 def uploaded_capture(shop: Shop, tmp_path: Path) -> bytes:
@@ -65,6 +65,18 @@ def stubbed_ssm(shop: Shop, final_status: str) -> tuple[Any, Stubber]:
     return ssm, stubber
 
 
+def ssm_capture(shop: Shop, ssm: Any, s3: Any, run_id: str) -> SsmCapture:
+    return SsmCapture(
+        ssm,
+        s3,
+        instance_id=shop.account.collector_instance_id,
+        bucket=BUCKET,
+        prefix=PREFIX,
+        run_id=run_id,
+        kms_key_id=None,
+    )
+
+
 def bucket(session: boto3.session.Session) -> Any:
     s3 = session.client("s3")
     s3.create_bucket(Bucket=BUCKET)
@@ -78,15 +90,7 @@ def test_a_capture_made_on_the_collector_is_fetched_and_judged(shop: Shop, tmp_p
         Bucket=BUCKET, Key=capture_key(PREFIX, run_request.run_id), Body=uploaded_capture(shop, tmp_path)
     )
     ssm, stubber = stubbed_ssm(shop, "Success")
-    capture = SsmCapture(
-        ssm,
-        s3,
-        instance_id=shop.account.collector_instance_id,
-        bucket=BUCKET,
-        prefix=PREFIX,
-        run_id=run_request.run_id,
-        kms_key_id=None,
-    )
+    capture = ssm_capture(shop, ssm, s3, run_request.run_id)
     report = run(shop.session, run_request, capture, AnalysisOptions(), SilentProgress())
     stubber.assert_no_pending_responses()
     (flow,) = report.flows
@@ -105,15 +109,7 @@ def test_a_failed_remote_capture_still_tears_down(shop: Shop) -> None:
     s3 = bucket(shop.session)
     run_request = request(shop, duration=2.0)
     ssm, _ = stubbed_ssm(shop, "Failed")
-    capture = SsmCapture(
-        ssm,
-        s3,
-        instance_id=shop.account.collector_instance_id,
-        bucket=BUCKET,
-        prefix=PREFIX,
-        run_id=run_request.run_id,
-        kms_key_id=None,
-    )
+    capture = ssm_capture(shop, ssm, s3, run_request.run_id)
     with pytest.raises(AwsError, match=r"ended Failed.*disk full"):
         run(shop.session, run_request, capture, AnalysisOptions(), SilentProgress())
     assert leftovers(shop.ec2) == []
@@ -123,15 +119,7 @@ def test_a_collector_without_an_agent_is_refused_before_anything_is_made(shop: S
     ssm = shop.session.client("ssm")
     with Stubber(ssm) as stubber:
         stubber.add_response("describe_instance_information", {"InstanceInformationList": []})
-        capture = SsmCapture(
-            ssm,
-            bucket(shop.session),
-            instance_id=shop.account.collector_instance_id,
-            bucket=BUCKET,
-            prefix=PREFIX,
-            run_id="run-test-1",
-            kms_key_id=None,
-        )
+        capture = ssm_capture(shop, ssm, bucket(shop.session), "run-test-1")
         with pytest.raises(AwsError, match="SSM"):
             run(shop.session, request(shop), capture, AnalysisOptions(), SilentProgress())
     assert leftovers(shop.ec2) == []

@@ -34,6 +34,8 @@ from verifier.sources.capture_file import CaptureReader, open_capture
 
 SCHEMA_VERSION = "1.0"
 PROBE_CONCURRENCY = 8
+# Captures open at once when several are merged (well under the usual limit of 1024 open files).
+_OPEN_CAPTURES = 256
 # Frames handed to the core per call: small enough for lively progress, large enough to cost nothing.
 _BATCH = 65536
 
@@ -141,9 +143,10 @@ def analyze_files(
     is one flow.
 
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
-    and coverage still count every flow. With ``anchors``, every server chain seen is judged against them.
-    With ``probe_timeout``, each TLS server whose chain the capture did not show is probed once from this
-    machine (see verifier.probe) and its flows carry the chain it presents.
+    still counts every flow (every selected one, with ``selection``), coverage every frame. With
+    ``anchors``, every server chain seen is judged against them. With ``probe_timeout``, each TLS server
+    whose chain the capture did not show is probed once from this machine (see verifier.probe) and its
+    flows carry the chain it presents.
     """
     given_secrets = _read_keylog(keylog) if keylog is not None else b""
     pipeline = Pipeline(
@@ -159,37 +162,46 @@ def analyze_files(
         selection=selection,
     )
     analyzer = pipeline.analyzer
-    with contextlib.ExitStack() as opened:
-        captures = [opened.enter_context(open_capture(path)) for path in paths]
-        frames, counts = _merged(captures)
-        # Reading the first frame reads the blocks before it: pcapng puts Decryption Secrets Blocks ahead of
-        # the packets they decrypt (and the merge reads the first frame of every capture).
-        first = list(islice(frames, 1))
-        embedded = [b""] * len(captures)
-        total = sum(capture.size for capture in captures)
-        while True:
-            if any(capture.tls_key_log != known for capture, known in zip(captures, embedded, strict=True)):
-                embedded = [capture.tls_key_log for capture in captures]
-                analyzer.keylog = parse_keylog(b"\n".join((given_secrets, *embedded)))
-            count = analyzer.frames
-            pipeline.feed(chain(first, islice(frames, _BATCH - len(first))))
-            first = []
-            if progress is not None and captures:
-                label = paths[0] if len(paths) == 1 else Path(f"{len(paths)} captures")
-                progress(sum(capture.bytes_read for capture in captures), total, label)
-            if analyzer.frames - count < _BATCH:
-                break
-        sources = [
-            CaptureSource(
-                path=str(path),
-                format=capture.format,
-                compressed=capture.compressed,
-                size=capture.size,
-                sha256=capture.sha256,
-                frames=counts[index] if len(captures) > 1 else analyzer.frames,
-            )
-            for index, (path, capture) in enumerate(zip(paths, captures, strict=True))
-        ]
+    sources: list[CaptureSource] = []
+    embedded: dict[Path, bytes] = {}  # each capture's Decryption Secrets Blocks so far
+    done, total = 0, sum(_size(path) for path in paths)
+    # Merged in groups of files open together, one group after the other: thousands of rotated files never
+    # hit the limit on open files, and rotated files follow each other in time anyway.
+    for start in range(0, len(paths), _OPEN_CAPTURES):
+        group = paths[start : start + _OPEN_CAPTURES]
+        with contextlib.ExitStack() as opened:
+            captures = [opened.enter_context(open_capture(path)) for path in group]
+            frames, counts = _merged(captures)
+            frames_before = analyzer.frames
+            # Reading the first frame reads the blocks before it: pcapng puts Decryption Secrets Blocks ahead
+            # of the packets they decrypt (and the merge reads the first frame of every capture).
+            first = list(islice(frames, 1))
+            while True:
+                if any(
+                    embedded.get(path, b"") != c.tls_key_log for path, c in zip(group, captures, strict=True)
+                ):
+                    embedded.update((path, c.tls_key_log) for path, c in zip(group, captures, strict=True))
+                    analyzer.keylog = parse_keylog(b"\n".join((given_secrets, *embedded.values())))
+                count = analyzer.frames
+                pipeline.feed(chain(first, islice(frames, _BATCH - len(first))))
+                first = []
+                if progress is not None:
+                    label = paths[0] if len(paths) == 1 else Path(f"{len(paths)} captures")
+                    progress(done + sum(capture.bytes_read for capture in captures), total, label)
+                if analyzer.frames - count < _BATCH:
+                    break
+            done += sum(capture.size for capture in captures)
+            sources += [
+                CaptureSource(
+                    path=str(path),
+                    format=capture.format,
+                    compressed=capture.compressed,
+                    size=capture.size,
+                    sha256=capture.sha256,
+                    frames=counts[index] if len(captures) > 1 else analyzer.frames - frames_before,
+                )
+                for index, (path, capture) in enumerate(zip(group, captures, strict=True))
+            ]
     return pipeline.report(sources, keylog)
 
 
@@ -275,6 +287,13 @@ def _merged(captures: Sequence[CaptureReader]) -> tuple[Iterator[Frame], list[in
 
     streams = [counted(index, capture.frames()) for index, capture in enumerate(captures)]
     return heapq.merge(*streams, key=itemgetter(0)), counts
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # open_capture says what is wrong with it
 
 
 def _read_keylog(path: Path) -> bytes:

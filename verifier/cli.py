@@ -36,7 +36,7 @@ from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, Analyz
 from verifier.core.model import Report, Verdict
 from verifier.core.policy import Policy
 from verifier.core.selection import FlowSelection
-from verifier.core.summary import WorstFlows
+from verifier.core.summary import SummaryBuilder, WorstFlows
 from verifier.errors import InputError, UsageError, VerifierError
 from verifier.policy_file import default_policy_toml, load_policy
 from verifier.probe import ProbeTarget, parse_endpoint
@@ -114,6 +114,45 @@ PcaOption = Annotated[
 ShortLivedOption = Annotated[
     bool, typer.Option("--short-lived", help="The CA issues short-lived certificates: flag any over 7 days.")
 ]
+ClusterOption = Annotated[str | None, typer.Option("--cluster", help="ECS cluster.")]
+ServiceOption = Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")]
+TaskOption = Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")]
+EniOption = Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")]
+RdsOption = Annotated[
+    list[str] | None, typer.Option("--rds", help="An RDS DB instance id: mirror its ENI (repeatable).")
+]
+ElastiCacheOption = Annotated[
+    list[str] | None,
+    typer.Option("--elasticache", help="An ElastiCache cluster id: mirror its nodes' ENIs (repeatable)."),
+]
+PortsOption = Annotated[
+    str | None, typer.Option("--ports", help="Only TCP connections to or from these ports, e.g. 443,5432.")
+]
+SnaplenOption = Annotated[
+    int | None, typer.Option("--snaplen", help="Mirror only this many bytes per packet.")
+]
+SessionNumberOption = Annotated[
+    int | None,
+    typer.Option("--session-number", help="Our sessions' number (default: above every existing one)."),
+]
+RunIdOption = Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")]
+ExpiresInOption = Annotated[
+    int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Only flows active at or after: ISO 8601 time or epoch seconds.")
+]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Only flows active at or before this time.")]
+VniOption = Annotated[list[int] | None, typer.Option("--vni", help="Only flows of this VNI (repeatable).")]
+AddressOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--address", help="Only flows with a client or server in this address or CIDR (repeatable)."
+    ),
+]
+PortOption = Annotated[
+    list[int] | None, typer.Option("--port", help="Only flows with this client or server port (repeatable).")
+]
 ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: boto3's chain).")]
 RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (the PCA ARN's wins).")]
 ProbeTimeoutOption = Annotated[
@@ -175,26 +214,11 @@ def analyze(
         float, typer.Option(help="Seconds of capture time after which an idle flow ends.", min=1)
     ] = DEFAULT_IDLE_TIMEOUT,
     max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only flows active at or after: ISO 8601 time or epoch seconds."),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Only flows active at or before this time.")
-    ] = None,
-    vni: Annotated[
-        list[int] | None, typer.Option("--vni", help="Only flows of this VNI (repeatable).")
-    ] = None,
-    address: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--address", help="Only flows with a client or server in this address or CIDR (repeatable)."
-        ),
-    ] = None,
-    port: Annotated[
-        list[int] | None,
-        typer.Option("--port", help="Only flows with this client or server port (repeatable)."),
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    vni: VniOption = None,
+    address: AddressOption = None,
+    port: PortOption = None,
 ) -> None:
     """Analyse captures offline: classify every TCP flow and judge its encryption. Several captures are merged
     by time into one body of traffic; --since/--until/--vni/--address/--port select the flows reported
@@ -263,13 +287,7 @@ def _write_reports(
 def _analysis_security_hub(
     profile: str | None, region: str | None
 ) -> Callable[[Report, list[FlowGroup]], None]:
-    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
-
-    session = new_session(profile, region)
-    aws_region = region or session.region_name
-    if not aws_region:
-        raise UsageError("--security-hub: no AWS region: pass --region or set one in the AWS config")
-    return _security_hub(session, aws_region)
+    return _security_hub(*_aws(profile, region))
 
 
 def _security_hub(session: Any, region: str) -> Callable[[Report, list[FlowGroup]], None]:
@@ -418,7 +436,7 @@ def collect_command(
     files = f"; wrote {', '.join(stats.files)}" if stats.files else ""
     print(
         f"collected {stats.datagrams} datagrams, {stats.bytes} bytes in {stats.ended - stats.started:.1f} s "
-        f"({stats.stop_reason}), {drops}{files}",
+        f"({stats.stop_reason}), {drops}, from {stats.started:.6f} to {stats.ended:.6f}{files}",
         file=sys.stderr,
     )
     if upload is not None:
@@ -451,17 +469,12 @@ def _seconds(text: str) -> float:
 
 @app.command("plan")
 def plan_command(
-    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster.")] = None,
-    service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
-    task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
-    eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
-    rds: Annotated[
-        list[str] | None, typer.Option("--rds", help="An RDS DB instance id: mirror its ENI (repeatable).")
-    ] = None,
-    elasticache: Annotated[
-        list[str] | None,
-        typer.Option("--elasticache", help="An ElastiCache cluster id: mirror its nodes' ENIs (repeatable)."),
-    ] = None,
+    cluster: ClusterOption = None,
+    service: ServiceOption = None,
+    task: TaskOption = None,
+    eni: EniOption = None,
+    rds: RdsOption = None,
+    elasticache: ElastiCacheOption = None,
     collector_eni: Annotated[
         str | None, typer.Option("--collector-eni", help="Mirror target: the collector instance's ENI.")
     ] = None,
@@ -471,25 +484,15 @@ def plan_command(
     gwlb_endpoint: Annotated[
         str | None, typer.Option("--gwlb-endpoint", help="Mirror target: a Gateway Load Balancer endpoint.")
     ] = None,
-    ports: Annotated[
-        str | None,
-        typer.Option("--ports", help="Only TCP connections to or from these ports, e.g. 443,5432."),
-    ] = None,
-    snaplen: Annotated[
-        int | None, typer.Option("--snaplen", help="Mirror only this many bytes per packet.")
-    ] = None,
+    ports: PortsOption = None,
+    snaplen: SnaplenOption = None,
     vni: Annotated[int | None, typer.Option("--vni", help="First VNI (default: AWS picks).")] = None,
     batch: Annotated[
         bool, typer.Option("--batch", help="Split sources an instance target cannot take.")
     ] = False,
-    session_number: Annotated[
-        int | None,
-        typer.Option("--session-number", help="Our sessions' number (default: above every existing one)."),
-    ] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
-    expires_in: Annotated[
-        int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
-    ] = 60,
+    session_number: SessionNumberOption = None,
+    run_id: RunIdOption = None,
+    expires_in: ExpiresInOption = 60,
     profile: ProfileOption = None,
     region: RegionOption = None,
     output_format: Annotated[
@@ -497,7 +500,6 @@ def plan_command(
     ] = OutputFormat.table,
 ) -> None:
     """Show what a run would mirror and every AWS call it would make, with parameters; make none of them."""
-    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
     from verifier.aws.mirroring import Target
     from verifier.aws.planning import plan_run
     from verifier.report.plan_report import plan_to_dict, render_plan
@@ -510,10 +512,7 @@ def plan_command(
     chosen = [target for target in targets if target is not None]
     if len(chosen) != 1:
         raise UsageError("name exactly one mirror target: --collector-eni, --nlb-arn or --gwlb-endpoint")
-    session = new_session(profile, region)
-    aws_region = region or session.region_name
-    if not aws_region:
-        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    session, aws_region = _aws(profile, region)
     now = datetime.now(UTC)
     outcome = plan_run(
         session,
@@ -544,17 +543,12 @@ def run_command(
     collector: Annotated[
         str, typer.Option("--collector", help="The collector EC2 instance (i-...): the mirror target.")
     ],
-    cluster: Annotated[str | None, typer.Option("--cluster", help="ECS cluster.")] = None,
-    service: Annotated[list[str] | None, typer.Option("--service", help="ECS service (repeatable).")] = None,
-    task: Annotated[list[str] | None, typer.Option("--task", help="ECS task ARN or id (repeatable).")] = None,
-    eni: Annotated[list[str] | None, typer.Option("--eni", help="A network interface (repeatable).")] = None,
-    rds: Annotated[
-        list[str] | None, typer.Option("--rds", help="An RDS DB instance id: mirror its ENI (repeatable).")
-    ] = None,
-    elasticache: Annotated[
-        list[str] | None,
-        typer.Option("--elasticache", help="An ElastiCache cluster id: mirror its nodes' ENIs (repeatable)."),
-    ] = None,
+    cluster: ClusterOption = None,
+    service: ServiceOption = None,
+    task: TaskOption = None,
+    eni: EniOption = None,
+    rds: RdsOption = None,
+    elasticache: ElastiCacheOption = None,
     duration: Annotated[str, typer.Option("--duration", help="How long to capture: 120s, 5m, 1h.")] = "120s",
     ca: CaOption = None,
     pca_arn: PcaOption = None,
@@ -570,17 +564,9 @@ def run_command(
         Path | None,
         typer.Option("--keylog", help="NSS key log written by clients during the capture (read after it)."),
     ] = None,
-    ports: Annotated[
-        str | None,
-        typer.Option("--ports", help="Only TCP connections to or from these ports, e.g. 443,5432."),
-    ] = None,
-    snaplen: Annotated[
-        int | None, typer.Option("--snaplen", help="Mirror only this many bytes per packet.")
-    ] = None,
-    session_number: Annotated[
-        int | None,
-        typer.Option("--session-number", help="Our sessions' number (default: above every existing one)."),
-    ] = None,
+    ports: PortsOption = None,
+    snaplen: SnaplenOption = None,
+    session_number: SessionNumberOption = None,
     fix_sg: Annotated[
         bool,
         typer.Option("--fix-sg", help="Let the sources send VXLAN to the collector for this run only."),
@@ -605,12 +591,13 @@ def run_command(
     ] = None,
     keep_capture: Annotated[
         Path | None,
-        typer.Option("--keep-capture", help="Keep the pcap in this directory (default: deleted after use)."),
+        typer.Option(
+            "--keep-capture",
+            help="Keep the pcap in this private directory (SSM: in the bucket too); default: deleted.",
+        ),
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
-    expires_in: Annotated[
-        int, typer.Option("--expires-in", help="Minutes after which `verifier cleanup --expired` may delete.")
-    ] = 60,
+    run_id: RunIdOption = None,
+    expires_in: ExpiresInOption = 60,
     profile: ProfileOption = None,
     region: RegionOption = None,
     formats: FormatsOption = "table",
@@ -622,15 +609,11 @@ def run_command(
     max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
 ) -> None:
     """Mirror ECS tasks' traffic to the collector, capture, tear everything down, and judge every flow."""
-    from verifier.aws.calls import new_session  # boto3 loads only when AWS is used
-    from verifier.run import AnalysisOptions, RunInterrupted, RunRequest, run
+    from verifier.run import AnalysisOptions, RunInterrupted, RunRequest, run, terminating_signals
 
     seconds = _seconds(duration)
     policy, anchors = _policy_and_anchors(policy_file, ca, pca_arn, short_lived, profile, region)
-    session = new_session(profile, region)
-    aws_region = region or session.region_name
-    if not aws_region:
-        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    session, aws_region = _aws(profile, region)
     now = datetime.now(UTC)
     request = RunRequest(
         run_id=run_id or new_run_id(now),
@@ -652,9 +635,11 @@ def run_command(
     options = AnalysisOptions(
         anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None, policy=policy
     )
-    capture = _capture(placement, session, request, listen, bucket, prefix, sse_kms_key)
+    capture = _capture(
+        placement, session, request, listen, bucket, prefix, sse_kms_key, keep_remote=keep_capture is not None
+    )
     try:
-        with _run_progress(request.run_id) as progress:
+        with _interruptible(), terminating_signals(), _run_progress(request.run_id) as progress:
             report = _write_reports(
                 parse_formats(formats),
                 output,
@@ -666,6 +651,7 @@ def run_command(
                 _security_hub(session, request.region) if security_hub else None,
             )
     except RunInterrupted as exc:
+        # A teardown that left something raises TeardownIncomplete (exit 3) instead.
         print(f"verifier: {exc}: stopped; the run's AWS resources were torn down", file=sys.stderr)
         raise typer.Exit(128 + exc.signum) from None
     finish_run(report, fail_on)
@@ -688,10 +674,15 @@ def demo_command(
     purpose; the exit code is 0 unless the demo itself failed.
     """
     from verifier.embedded.demo import run_demo  # moto and the lab load only for the demo
+    from verifier.run import RunInterrupted, terminating_signals
 
     seconds = _seconds(duration)
-    with _interruptible(), _run_progress("demo") as progress:
-        report = run_demo(seconds, out, progress, probe=probe)
+    try:
+        with _interruptible(), terminating_signals(), _run_progress("demo") as progress:
+            report = run_demo(seconds, out, progress, probe=probe)
+    except RunInterrupted as exc:
+        print(f"verifier: {exc}: demo stopped; its lab and embedded AWS were taken down", file=sys.stderr)
+        raise typer.Exit(128 + exc.signum) from None
     json_path, html_path = out / FILE_NAMES["json"], out / FILE_NAMES["html"]
     with _report_file(json_path) as json_file, _report_file(html_path) as html_file:
         targets = {"table": sys.stdout, "json": json_file, "html": html_file}
@@ -713,6 +704,7 @@ def _capture(
     bucket: str | None,
     prefix: str,
     sse_kms_key: str | None,
+    keep_remote: bool,
 ) -> Any:
     """The capture of a run: here, or on the collector through SSM Run Command and S3."""
     from verifier.aws.calls import new_client
@@ -743,6 +735,7 @@ def _capture(
         prefix=prefix,
         run_id=request.run_id,
         kms_key_id=sse_kms_key,
+        keep_remote=keep_remote,
     )
 
 
@@ -831,16 +824,13 @@ def cleanup_command(
     region: RegionOption = None,
 ) -> None:
     """Delete what earlier runs left (found by tag and by run state file); never an untagged one."""
-    from verifier.aws.calls import new_client, new_session  # boto3 loads only when AWS is used
+    from verifier.aws.calls import new_client  # boto3 loads only when AWS is used
     from verifier.aws.cleanup import clean, leftovers
     from verifier.aws.cleanup import expired as expired_runs
 
     if not run_id and not expired:
         raise UsageError("name runs with --run-id, or pass --expired")
-    session = new_session(profile, region)
-    aws_region = region or session.region_name
-    if not aws_region:
-        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    session, aws_region = _aws(profile, region)
     ec2 = new_client(session, "ec2", aws_region)
     found = leftovers(ec2)
     chosen = list(
@@ -860,6 +850,17 @@ def cleanup_command(
     if not chosen:
         print("nothing to clean up")
     raise typer.Exit(EXIT_AWS if left else EXIT_OK)
+
+
+def _aws(profile: str | None, region: str | None) -> tuple[Any, str]:
+    """The boto3 session of --profile/--region and its region (boto3 loads only when AWS is used)."""
+    from verifier.aws.calls import new_session
+
+    session = new_session(profile, region)
+    aws_region = region or session.region_name
+    if not aws_region:
+        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    return session, str(aws_region)
 
 
 def _ports(text: str) -> list[int]:
@@ -941,12 +942,9 @@ StackNameOption = Annotated[str, typer.Option("--name", help="Stack name prefix.
 
 
 def _cloudformation(profile: str | None, region: str | None) -> Any:
-    from verifier.aws.calls import new_client, new_session  # boto3 loads only when AWS is used
+    from verifier.aws.calls import new_client  # boto3 loads only when AWS is used
 
-    session = new_session(profile, region)
-    aws_region = region or session.region_name
-    if not aws_region:
-        raise UsageError("no AWS region: pass --region or set one in the AWS config")
+    session, aws_region = _aws(profile, region)
     return new_client(session, "cloudformation", aws_region)
 
 
@@ -1055,8 +1053,18 @@ def report_command(
     output_dir: OutputDirOption = None,
     fail_on: FailOnOption = FailOn.fail,
     max_rows: Annotated[int, typer.Option(help="Flows shown in the terminal table.", min=0)] = 40,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    vni: VniOption = None,
+    eni: Annotated[
+        list[str] | None,
+        typer.Option("--eni", help="Only flows mirrored from this ENI (the run record maps it to its VNI)."),
+    ] = None,
+    address: AddressOption = None,
+    port: PortOption = None,
 ) -> None:
-    """Render a saved JSON report again, in other formats (html, junit, sarif, markdown, ...)."""
+    """Render a saved JSON report again, in other formats (html, junit, sarif, markdown, ...), optionally for
+    a selection of its flows (the summary is recounted; declared vs observed and coverage stay the run's)."""
     from verifier.report.json_report import report_from_dict
 
     try:
@@ -1071,6 +1079,21 @@ def report_command(
         saved = report_from_dict(data)
     except InputError as exc:
         raise InputError(f"{report_file}: {exc}") from exc
+    vnis = list(vni or [])
+    for wanted in eni or []:
+        mirrored = [
+            source.vni for source in (saved.run.sources if saved.run else ()) if source.eni_id == wanted
+        ]
+        if not mirrored or mirrored[0] is None:
+            raise UsageError(f"--eni {wanted}: the report's run record has no VNI for this ENI")
+        vnis.append(mirrored[0])
+    selection = _selection(since, until, vnis, address or [], port or [])
+    if selection is not None:
+        kept = tuple(flow for flow in saved.flows if selection.matches(flow))
+        summary = SummaryBuilder()
+        for flow in kept:
+            summary.add(flow)
+        saved = replace(saved, flows=kept, summary=summary.build())
     chosen = parse_formats(formats)
     if "asff" in chosen and (saved.run is None or saved.run.account is None):
         raise UsageError("--format asff needs the AWS account of a run: this report holds no run record")

@@ -46,6 +46,7 @@ from verifier.aws.remote_capture import (
     check_bucket_writable,
     check_ssm_managed,
     collect_command_line,
+    delete_capture,
     download_capture,
     start_remote_collect,
     wait_remote_collect,
@@ -58,7 +59,7 @@ from verifier.core.flows import AnalyzerConfig
 from verifier.core.model import CollectorCoverage, FlowRecord, Report, ResourceEvent, RunRecord, SourceOutcome
 from verifier.core.policy import Policy
 from verifier.core.targets import MirrorSource
-from verifier.errors import UsageError
+from verifier.errors import AwsError, UsageError
 from verifier.probe import SocketFactory
 from verifier.sources.collector import Collector, CollectorLimits, CollectorStats
 
@@ -72,6 +73,25 @@ class RunInterrupted(BaseException):  # not an error: the operator or a schedule
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class TeardownIncomplete(AwsError):
+    """The teardown left resources in the account (or could not even look for them). Raised instead of what
+    ended the run (a failure or a signal), which it names: the leftovers matter more."""
+
+    def __init__(self, run_id: str, left: Sequence[str], why: str, failure: BaseException | None) -> None:
+        what = ", ".join(left) if left else "what the run created"
+        after = f" (the run had stopped: {_describe(failure)})" if failure is not None else ""
+        super().__init__(
+            f"the teardown left {what} in the account: {why}{after}; "
+            f"run `verifier cleanup --run-id {run_id}` to finish it"
+        )
+
+
+def _describe(failure: BaseException) -> str:
+    if isinstance(failure, RunInterrupted):
+        return f"{failure} received"
+    return f"{type(failure).__name__}: {' '.join(str(failure).split())[:200]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +128,7 @@ class AnalysisOptions:
 class CaptureResult:
     files: tuple[Path, ...]
     stats: CollectorCoverage | None  # None: the placement cannot say (the analysis still counts frames)
+    complete: bool = True  # False: the capture was cancelled and holds nothing to judge
 
 
 class Capture(Protocol):
@@ -123,10 +144,9 @@ class Capture(Protocol):
         """Release what ``check`` took, if ``run`` did not."""
         ...
 
-    def run(
-        self, duration: float, directory: Path, stop: threading.Event, progress: Progress
-    ) -> CaptureResult:
-        """Capture for ``duration`` seconds (less when ``stop`` is set) into pcaps under ``directory``."""
+    def run(self, duration: float, out: Path, stop: threading.Event, progress: Progress) -> CaptureResult:
+        """Capture for ``duration`` seconds (less when ``stop`` is set) into the pcap ``out`` (rotation may
+        add more files beside it: the result names them all)."""
         ...
 
 
@@ -165,9 +185,7 @@ class LocalCapture:
         if self._socket is not None:
             self._socket.close()
 
-    def run(
-        self, duration: float, directory: Path, stop: threading.Event, progress: Progress
-    ) -> CaptureResult:
+    def run(self, duration: float, out: Path, stop: threading.Event, progress: Progress) -> CaptureResult:
         received = [0]
 
         def count(_timestamp: float, _link_type: int, _frame: bytes, _length: int) -> None:
@@ -176,7 +194,7 @@ class LocalCapture:
         if self._socket is None:
             self.check()
         assert self._socket is not None
-        collector = Collector(self._socket, out=directory / "capture.pcap", on_frame=count)
+        collector = Collector(self._socket, out=out, on_frame=count)
         self._socket = None  # the collector's now: its run closes it
         outcome: list[CollectorStats] = []
         failure: list[BaseException] = []
@@ -210,14 +228,15 @@ class _Stopped(Exception):
 
 # The summary `verifier collect` prints at its end (verifier.cli.collect_command), as SSM returns it.
 _COLLECTED = re.compile(
-    r"collected (?P<datagrams>\d+) datagrams, (?P<bytes>\d+) bytes in (?P<seconds>[\d.]+) s "
-    r"\((?P<reason>[a-z]+)\), kernel drops (?P<drops>\d+|not reported here)"
+    r"collected (?P<datagrams>\d+) datagrams, (?P<bytes>\d+) bytes in [\d.]+ s "
+    r"\((?P<reason>[a-z]+)\), kernel drops (?P<drops>\d+|not reported here), "
+    r"from (?P<started>[\d.]+) to (?P<ended>[\d.]+)"
 )
 
 
-def remote_collector_coverage(standard_error: str, ended: float) -> CollectorCoverage | None:
-    """The remote collector's counts from its summary line; None when the line is not there (SSM keeps only
-    the last 8000 characters of stderr)."""
+def remote_collector_coverage(standard_error: str) -> CollectorCoverage | None:
+    """The remote collector's counts and time window from its summary line; None when the line is not there
+    (SSM keeps only the last 8000 characters of stderr)."""
     summaries = list(_COLLECTED.finditer(standard_error))
     if not summaries:
         return None
@@ -227,8 +246,8 @@ def remote_collector_coverage(standard_error: str, ended: float) -> CollectorCov
         datagrams=int(found["datagrams"]),
         bytes=int(found["bytes"]),
         kernel_drops=int(drops) if drops.isdigit() else None,
-        started=ended - float(found["seconds"]),
-        ended=ended,
+        started=float(found["started"]),
+        ended=float(found["ended"]),
         stop_reason=found["reason"],
     )
 
@@ -250,10 +269,12 @@ class SsmCapture:
         prefix: str,
         run_id: str,
         kms_key_id: str | None,
+        keep_remote: bool = False,
     ) -> None:
+        """``keep_remote``: leave the uploaded capture in the bucket (else it is deleted once downloaded)."""
         self._ssm, self._s3 = ssm, s3
         self._instance_id, self._bucket, self._prefix = instance_id, bucket, prefix
-        self._run_id, self._kms_key_id = run_id, kms_key_id
+        self._run_id, self._kms_key_id, self._keep_remote = run_id, kms_key_id, keep_remote
 
     def check(self) -> None:
         check_ssm_managed(self._ssm, self._instance_id)
@@ -262,9 +283,7 @@ class SsmCapture:
     def close(self) -> None:
         pass
 
-    def run(
-        self, duration: float, directory: Path, stop: threading.Event, progress: Progress
-    ) -> CaptureResult:
+    def run(self, duration: float, out: Path, stop: threading.Event, progress: Progress) -> CaptureResult:
         seconds = max(1, math.ceil(duration))
         line = collect_command_line(
             self._run_id, self._bucket, self._prefix, seconds, kms_key_id=self._kms_key_id
@@ -288,11 +307,13 @@ class SsmCapture:
             # collect has no way to be told "stop early and upload": cancelling it loses the capture.
             cancel_remote_collect(self._ssm, command_id, self._instance_id)
             progress.phase("remote capture cancelled: nothing to analyse")
-            return CaptureResult((), None)
+            return CaptureResult((), None, complete=False)
         progress.phase("downloading the capture")
-        path = directory / "capture.pcap"
-        download_capture(self._s3, self._bucket, capture_key(self._prefix, self._run_id), path)
-        return CaptureResult((path,), remote_collector_coverage(result.standard_error, time.time()))
+        key = capture_key(self._prefix, self._run_id)
+        download_capture(self._s3, self._bucket, key, out)
+        if not self._keep_remote:  # it may hold plaintext secrets: it lives on here, or nowhere
+            delete_capture(self._s3, self._bucket, key)
+        return CaptureResult((out,), remote_collector_coverage(result.standard_error))
 
 
 @dataclass(slots=True)
@@ -304,10 +325,10 @@ class _Signals:
     received: int | None = None  # the first signal that asked the run to end
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.phase == "teardown":
-            return  # noted by the caller's message only: the teardown must finish
-        if self.received is None:
+        if self.received is None or signum != signal.SIGINT:  # SIGTERM and SIGHUP outrank a Ctrl-C
             self.received = signum
+        if self.phase == "teardown":
+            return  # noted, acted on once the teardown is over: half a teardown is the outcome to avoid
         if self.phase == "capture":
             self.stop_capture.set()
             return
@@ -317,9 +338,28 @@ class _Signals:
 @contextlib.contextmanager
 def _signal_handlers(signals: _Signals) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may install handlers (tests call run() from worker threads)
+        yield  # only the main thread may install signal handlers: elsewhere the embedding program does
         return
     previous = {number: signal.signal(number, signals.handle) for number in _SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def terminating_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise RunInterrupted (as Ctrl-C raises KeyboardInterrupt), so that the cleanups of
+    what surrounds a run (the demo's lab, an embedded AWS) run on them too. run() handles them itself."""
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise RunInterrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -379,6 +419,7 @@ def run(
         created: Created | None = None
         deleted_at: dict[str, str] = {}
         captured: CaptureResult | None = None
+        failure: BaseException | None = None
         try:
             progress.phase("creating the mirror")
             if outcome.vxlan_ingress is not None and outcome.vxlan_ingress.missing:
@@ -395,18 +436,31 @@ def run(
                     "AWS mirrors none of the sources: "
                     + "; ".join(f"{eni}: {why}" for eni, why in created.not_mirrorable)
                 )
+            signals.phase = "capture"  # before saying so: a Ctrl-C on seeing the line ends the capture
             progress.phase(f"capturing on {collector.instance_id} ({capture.placement})")
-            signals.phase = "capture"
-            captured = capture.run(request.duration, directory, stop, progress)
-        finally:
-            signals.phase = "teardown"
-            progress.phase("tearing down")
+            captured = capture.run(request.duration, directory / f"{request.run_id}.pcap", stop, progress)
+        except BaseException as exc:  # the teardown runs first; then it is raised again
+            failure = exc
+        signals.phase = "teardown"
+        progress.phase("tearing down")
+        try:
             torn = teardown(
                 ec2, state, on_deleted=lambda resource_id: deleted_at.update({resource_id: _now()})
             )
-            signals.phase = "report"
+        except AwsError as exc:
+            raise TeardownIncomplete(request.run_id, [], str(exc), failure) from exc
+        signals.phase = "report"
+        if torn.left and (failure is not None or signals.received not in (None, signal.SIGINT)):
+            raise TeardownIncomplete(
+                request.run_id, [resource for resource, _ in torn.left], torn.left[0][1], failure
+            )
+        if failure is not None:
+            raise failure
         if signals.received is not None and signals.received != signal.SIGINT:
             raise RunInterrupted(signals.received)
+        assert captured is not None  # the try block ran to its end
+        if not captured.complete:  # the remote capture was cancelled: there is nothing to judge
+            raise RunInterrupted(signals.received or signal.SIGINT)
         assert captured is not None  # the try block ran to its end
         progress.phase("analysing")
         declared = DeclaredVsObserved(outcome.declarations, outcome.sources)
@@ -426,9 +480,7 @@ def run(
             probe_timeout=analysis.probe_timeout,
             probe_socket=analysis.probe_socket,
             policy=analysis.policy,
-            services={
-                s.private_ip: s.service_name for s in outcome.sources if s.private_ip and s.service_name
-            },
+            services=_services(outcome.sources),
         )
         resources = tuple(
             ResourceEvent(
@@ -530,6 +582,12 @@ def _capture_directory(keep: Path | None) -> Iterator[Path]:
     the analysis: the pcap may hold plaintext secrets."""
     if keep is not None:
         keep.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = keep.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise UsageError(
+                f"--keep-capture {keep}: others may read this directory (mode {mode:o}); captures may hold "
+                "plaintext secrets: give a private (0700) directory"
+            )
         yield keep
         return
     with tempfile.TemporaryDirectory(prefix="verifier-run-") as name:

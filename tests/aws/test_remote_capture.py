@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 from urllib3.exceptions import ReadTimeoutError
 
 from tests.aws.test_pca import offline_environment
+from tests.moto_server import moto_endpoint
 from tests.traffic import tcp_frames
 from verifier.analysis import analyze_files
 from verifier.aws.remote_capture import (
@@ -384,23 +383,10 @@ LISTEN = ("127.0.0.78", 4789)  # not the address tests/test_collect_command.py u
 COLLECT = [sys.executable, "-c", "from verifier.cli import main; main()", "collect"]
 
 
-def _reset_moto(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-
-
 @pytest.fixture
 def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    # The server serves moto's process-wide backends: start from empty ones and leave them empty.
-    _reset_moto(url)
-    try:
+    with moto_endpoint() as url:
         yield url
-    finally:
-        _reset_moto(url)
-        server.stop()
 
 
 def _collect_environment(endpoint: str, tmp_path: Path) -> dict[str, str]:

@@ -46,8 +46,8 @@ CAPTURE_SECONDS = 5.0
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
-    # Clients loop long enough for every capture of this module, and for the checks after the last one.
-    with demo_world(tmp_path_factory.mktemp("demo"), 120, SilentProgress()) as built:
+    # Clients loop (until the fixture ends) long enough for every capture of this module, however slow.
+    with demo_world(tmp_path_factory.mktemp("demo"), 900, SilentProgress()) as built:
         yield built
 
 
@@ -127,6 +127,7 @@ def test_the_run_judges_every_peer_and_leaves_nothing_behind(world: DemoWorld) -
     )
 
     assert report.run is not None and report.run.teardown_complete
+    assert world.keylog.stat().st_mode & 0o777 == 0o600  # TLS secrets
     assert leftovers(world.session.client("ec2")) == []
     # The mirror is gone from the data plane too: traffic still flows, and nothing reaches the collector.
     mirrors_removed(world)
@@ -173,9 +174,11 @@ def test_sigterm_mid_capture_tears_down_and_stops_the_mirror(world: DemoWorld, t
     ):
         try:
             deadline = time.monotonic() + 60
-            while len(world.lab.mirrors) < 2 and run.poll() is None and time.monotonic() < deadline:
+            capturing = "capturing on" in errors.read_text() and len(world.lab.mirrors) == 2
+            while not capturing and run.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert len(world.lab.mirrors) == 2, errors.read_text()  # both ENIs mirrored: capturing
+                capturing = "capturing on" in errors.read_text() and len(world.lab.mirrors) == 2
+            assert capturing, errors.read_text()  # in the capture phase, both ENIs mirrored
             run.send_signal(signal.SIGTERM)
             assert run.wait(60) == 128 + signal.SIGTERM, errors.read_text()
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, Shape, StructureShape
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
+from tests.moto_server import moto_endpoint
 from verifier.embedded import moto_mirroring
 from verifier.embedded.moto_mirroring import install
 
@@ -617,24 +616,11 @@ def test_responses_parse_and_carry_the_models_output_members(ec2: Client, operat
 # --- over HTTP ------------------------------------------------------------------------------------------
 
 
-def _reset_moto(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-
-
 @pytest.fixture
 def moto_server() -> Iterator[str]:
     install()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    # The server serves moto's process-wide backends: start from empty ones and leave them empty.
-    _reset_moto(url)
-    try:
+    with moto_endpoint() as url:
         yield url
-    finally:
-        _reset_moto(url)
-        server.stop()
 
 
 def test_threaded_server_end_to_end(moto_server: str) -> None:

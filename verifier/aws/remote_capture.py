@@ -378,6 +378,12 @@ def download_capture(s3: Any, bucket: str, key: str, destination: Path) -> int:
     return written
 
 
+def delete_capture(s3: Any, bucket: str, key: str) -> None:
+    """Delete a downloaded capture from the bucket (a versioned bucket keeps its older versions, by its own
+    lifecycle)."""
+    call(s3, "DeleteObject", iam_action="s3:DeleteObject", Bucket=bucket, Key=key)
+
+
 def _s3_refusal(error: AwsError, action: str, location: S3Location) -> AwsError:
     """One line naming the bucket and the refused action for the refusals an operator fixes in IAM or S3."""
     code = _error_code(error)

@@ -1,6 +1,6 @@
-"""Which flows a report is about (`verifier analyze --since/--until/--vni/--address/--port`): the analysis
-still reads every frame (coverage describes the whole input), and only the flows selected are judged into
-the report."""
+"""Which flows a report is about (`verifier analyze --since/--until/--vni/--address/--port`): every frame is
+still read and counted in coverage; the flows not selected are dropped before they are judged, summarised or
+written."""
 
 from __future__ import annotations
 

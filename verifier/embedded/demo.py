@@ -52,6 +52,7 @@ from verifier.errors import UsageError
 from verifier.run import AnalysisOptions, LocalCapture, Progress, RunRequest, run
 
 REGION = "eu-west-1"
+LAB_PREFIX = "vdemo"
 LEGACY_NAME = "legacy.shop.local"
 NEEDS_ROOT = (
     "verifier demo needs root: its data plane is Linux network namespaces, VXLAN and tc mirroring "
@@ -68,41 +69,57 @@ def embedded_aws(state_directory: Path) -> Iterator[str]:
     The environment points boto3 at it with throwaway credentials; run state files go under
     ``state_directory``, not the operator's own state. Everything is restored on exit."""
     install()
-    # ECS tasks stay RUNNING (moto otherwise moves them towards STOPPED on each DescribeTasks).
-    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**6})
     # The server logs every request at INFO through werkzeug's logger: not the demo's output.
     werkzeug = logging.getLogger("werkzeug")
     werkzeug_level = werkzeug.level
-    werkzeug.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    overrides = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "XDG_STATE_HOME": str(state_directory),
-    }
     removed = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE")
-    saved = {name: os.environ.get(name) for name in (*overrides, *removed)}
-    os.environ.update(overrides)
-    for name in removed:
-        os.environ.pop(name, None)
-    try:
+    overridden = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "XDG_STATE_HOME",
+    )
+    saved = {name: os.environ.get(name) for name in (*overridden, *removed)}
+    with contextlib.ExitStack() as undo:
+        # Everything is undone in reverse, also when starting the server fails.
+        undo.callback(werkzeug.setLevel, werkzeug_level)
+        undo.callback(state_manager.unset_transition, model_name="ecs::task")
+        undo.callback(_restore_environment, saved)
+        werkzeug.setLevel(logging.WARNING)
+        # ECS tasks stay RUNNING (moto otherwise moves them towards STOPPED on each DescribeTasks).
+        state_manager.set_transition(
+            model_name="ecs::task", transition={"progression": "manual", "times": 10**6}
+        )
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        undo.callback(server.stop)
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "demo",
+                "AWS_SECRET_ACCESS_KEY": "demo",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "XDG_STATE_HOME": str(state_directory),
+            }
+        )
+        for name in removed:
+            os.environ.pop(name, None)
         yield endpoint
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        server.stop()
-        werkzeug.setLevel(werkzeug_level)
-        state_manager.unset_transition(model_name="ecs::task")
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def other_ca_certificate(name: str) -> tuple[bytes, bytes]:
@@ -213,6 +230,7 @@ def demo_world(work: Path, traffic_seconds: float, progress: Progress) -> Iterat
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
     keylog = work / "demo-keys.log"
     keylog.unlink(missing_ok=True)
+    keylog.touch(mode=0o600)  # TLS secrets: the clients append to it, and nobody else may read it
     with embedded_aws(work / "state"):
         session = new_session(None, REGION)
         progress.phase("seeding the embedded AWS account")
@@ -221,13 +239,15 @@ def demo_world(work: Path, traffic_seconds: float, progress: Progress) -> Iterat
         free = account.free_task_subnet_addresses
         clients = {"shop": f"{free[0]}/24", "orders": f"{free[1]}/24"}
         progress.phase("building the mirror lab (namespaces, veth, VXLAN underlay, peers)")
-        with Lab(tasks, clients, f"{account.collector_ip}/24", prefix=f"vd{secrets.token_hex(2)}") as lab:
+        # One prefix for every demo: a demo killed with SIGKILL leaves namespaces the next one removes.
+        with Lab(tasks, clients, f"{account.collector_ip}/24", prefix=LAB_PREFIX) as lab:
             traffic = start_peers(lab, account, keylog, int(traffic_seconds / CLIENT_PAUSE) + 1)
             eni_to_task = {task.eni_id: task.service for task in account.tasks}
             try:
                 with MirrorLabAdapter(new_client(session, "ec2", REGION), lab, eni_to_task):
                     yield DemoWorld(session, account, lab, keylog, tuple(traffic))
             finally:
+                # Together, not one after the other: each stop waits out its client's pause.
                 stopping = [threading.Thread(target=client.stop) for client in traffic]
                 for thread in stopping:
                     thread.start()

@@ -8,6 +8,9 @@ A shop's VPC with a task subnet and a collector subnet; an ECS cluster "shop" wi
 a collector instance (a Nitro type that can be a mirror target) whose security group lets VXLAN in from the
 task subnet only; and the Private CA, which issues the "web" server certificate the lab's TLS 1.3 server
 presents. Clients of the moto endpoint are made from the session given (the caller points it at moto).
+
+Seeding is the demo's stand-in for an account someone already built: its calls go straight to the clients,
+not through verifier.aws.calls, and are not verifier's own (the IAM policy does not cover them).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def seed(session: Any, region: str) -> DemoAccount:
     tasks = tuple(_run_task(ecs, name, network) for name in ("web", "data"))
     used = {task.private_ip for task in tasks} | {str(collector_eni["PrivateIpAddress"])}
     subnet = ipaddress.ip_network(TASK_SUBNET)
-    # AWS reserves the first four addresses and the last one of every subnet.
+    # High in the subnet, far from the addresses the embedded AWS gives its ENIs (the lowest free ones).
     free = tuple(str(address) for address in list(subnet.hosts())[200:250] if str(address) not in used)
     return DemoAccount(
         region=region,
@@ -231,7 +234,7 @@ def _private_ca(pca: Any) -> tuple[str, bytes]:
 
 
 def _web_certificate(pca: Any, ca_arn: str) -> tuple[bytes, bytes]:
-    """The "web" server's certificate and key, an ECDSA P-256 key as Service Connect's Envoy uses."""
+    """The "web" server's certificate (then the chain AWS returns with it) and its ECDSA P-256 key."""
     key = ec.generate_private_key(ec.SECP256R1())
     request = (
         x509.CertificateSigningRequestBuilder()

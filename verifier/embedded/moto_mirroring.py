@@ -771,18 +771,19 @@ def _respond_create_service(self: EC2ContainerServiceResponse) -> ActionResult:
 _MOTO_RUN_TASK = EC2ContainerServiceBackend.run_task
 
 
-def _free_subnet_address(backend: EC2Backend, subnet_id: str) -> str:
-    """The lowest address of the subnet no ENI holds; AWS reserves the first four and the last one."""
+def _free_subnet_address(backend: EC2Backend, subnet_id: str, moving: str) -> str:
+    """The lowest address of the subnet no ENI but ``moving`` holds. AWS reserves the first four addresses
+    and the last one; hosts() already leaves out the first and the last."""
     subnet = backend.get_subnet(subnet_id)
     used = {
         str(address.get("PrivateIpAddress"))
         for eni in backend.get_all_network_interfaces()
-        if eni.subnet.id == subnet_id
+        if eni.subnet.id == subnet_id and eni.id != moving
         for address in eni.private_ip_addresses
         if isinstance(address, dict)
     }
     hosts = list(ipaddress.ip_network(subnet.cidr_block).hosts())
-    for host in hosts[3:-1]:
+    for host in hosts[3:]:
         if str(host) not in used:
             return str(host)
     raise EC2ClientError("InsufficientFreeAddressesInSubnet", f"subnet {subnet_id} has no free address")
@@ -798,8 +799,7 @@ def _run_task(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> An
                 continue
             ec2_backend = ec2_backends[self.account_id][self.region_name]
             eni = ec2_backend.get_network_interface(details["networkInterfaceId"]["value"])
-            eni.private_ip_addresses = []  # released first, so the search below may not skip it
-            address = _free_subnet_address(ec2_backend, eni.subnet.id)
+            address = _free_subnet_address(ec2_backend, eni.subnet.id, moving=eni.id)
             eni.private_ip_address = address
             eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": address}]
             details["privateIPv4Address"]["value"] = address
