@@ -4,6 +4,7 @@ tests/aws/test_collector_stack.py covers the rest) and `--security-hub` (moto's 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -93,3 +94,22 @@ def test_security_hub_gets_the_findings_of_an_analysis(endpoint: str) -> None:
     findings = boto3.client("securityhub", region_name=REGION).get_findings()["Findings"]
     assert imported == len(findings) > 0
     assert any(finding["Severity"]["Label"] in ("HIGH", "CRITICAL") for finding in findings)
+
+
+def test_a_report_goes_to_s3_encrypted(endpoint: str) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="verifier-evidence-test")
+    capture = REPO / "captures" / "vxlan-tls13-mixed.pcap"
+    url = "s3://verifier-evidence-test/spot/run-1.json"
+    result = subprocess.run(
+        [*VERIFIER, "analyze", str(capture), "--format", "json", "--output", url, "--region", REGION],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"report uploaded to {url}" in result.stderr
+    stored = s3.get_object(Bucket="verifier-evidence-test", Key="spot/run-1.json")
+    assert stored["ServerSideEncryption"] == "AES256"
+    assert json.loads(stored["Body"].read())["summary"]["flows"] > 0

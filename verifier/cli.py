@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,7 +82,10 @@ FormatsOption = Annotated[
         help=f"Report formats, comma-separated: {', '.join(FILE_NAMES)}. Several need --output-dir.",
     ),
 ]
-OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Write the (one) report here.")]
+OutputOption = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="Write the (one) report here: a file, or s3://BUCKET/KEY (SSE)."),
+]
 OutputDirOption = Annotated[
     Path | None, typer.Option("--output-dir", help="Write each format here, as report.<format>.")
 ]
@@ -220,9 +224,11 @@ def analyze(
     address: AddressOption = None,
     port: PortOption = None,
 ) -> None:
-    """Analyse captures offline: classify every TCP flow and judge its encryption. Several captures are merged
-    by time into one body of traffic; --since/--until/--vni/--address/--port select the flows reported
-    (coverage still counts the whole input)."""
+    """Analyse captures offline: classify every TCP flow and judge its encryption.
+
+    Several captures are merged by time into one body of traffic; --since/--until/--vni/--address/--port
+    select the flows reported (coverage still counts the whole input).
+    """
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
     selection = _selection(since, until, vni or [], address or [], port or [])
     policy, anchors = _policy_and_anchors(policy_file, ca, pca_arn, short_lived, profile, region)
@@ -231,10 +237,10 @@ def analyze(
     chosen = parse_formats(formats)
     if "asff" in chosen:
         raise UsageError("--format asff needs the AWS account of a run: use it with `verifier run`")
-    with _interruptible():
+    with _interruptible(), _output_file(output, profile, region) as local_output:
         report = _write_reports(
             chosen,
-            output,
+            local_output,
             output_dir,
             max_rows,
             lambda sink: _run(
@@ -282,6 +288,29 @@ def _write_reports(
     if security_hub is not None:
         security_hub(report, outputs.flow_groups())
     return report
+
+
+@contextmanager
+def _output_file(
+    output: str | None, profile: str | None, region: str | None, kms_key_id: str | None = None
+) -> Iterator[Path | None]:
+    """Where --output writes: the file named, or for s3://BUCKET/KEY a private temporary file uploaded there
+    (server-side encrypted: SSE-S3, or SSE-KMS with the key) once the report is complete."""
+    if output is None or not output.startswith("s3://"):
+        yield Path(output) if output is not None else None
+        return
+    from verifier.aws.calls import new_client  # boto3 loads only when AWS is used
+    from verifier.aws.remote_capture import parse_s3_url, upload_capture
+
+    location = parse_s3_url(output)
+    session, aws_region = _aws(profile, region)
+    with tempfile.TemporaryDirectory(prefix="verifier-report-") as directory:
+        local = Path(directory) / location.key.rpartition("/")[2]
+        yield local
+        upload_capture(
+            new_client(session, "s3", aws_region), [local], location.bucket, location.key, kms_key_id
+        )
+        print(f"verifier: report uploaded to {location.url}", file=sys.stderr)
 
 
 def _analysis_security_hub(
@@ -639,10 +668,15 @@ def run_command(
         placement, session, request, listen, bucket, prefix, sse_kms_key, keep_remote=keep_capture is not None
     )
     try:
-        with _interruptible(), terminating_signals(), _run_progress(request.run_id) as progress:
+        with (
+            _interruptible(),
+            terminating_signals(),
+            _output_file(output, profile, region, sse_kms_key) as local_output,
+            _run_progress(request.run_id) as progress,
+        ):
             report = _write_reports(
                 parse_formats(formats),
-                output,
+                local_output,
                 output_dir,
                 max_rows,
                 lambda sink: run(
@@ -1063,8 +1097,11 @@ def report_command(
     address: AddressOption = None,
     port: PortOption = None,
 ) -> None:
-    """Render a saved JSON report again, in other formats (html, junit, sarif, markdown, ...), optionally for
-    a selection of its flows (the summary is recounted; declared vs observed and coverage stay the run's)."""
+    """Render a saved JSON report again, in other formats (html, junit, sarif, markdown, ...).
+
+    With --since/--until/--vni/--eni/--address/--port, for a selection of its flows: the summary is
+    recounted; declared vs observed and coverage stay the run's.
+    """
     from verifier.report.json_report import report_from_dict
 
     try:
@@ -1097,7 +1134,8 @@ def report_command(
     chosen = parse_formats(formats)
     if "asff" in chosen and (saved.run is None or saved.run.account is None):
         raise UsageError("--format asff needs the AWS account of a run: this report holds no run record")
-    report = _write_reports(chosen, output, output_dir, max_rows, lambda sink: saved)
+    with _output_file(output, None, None) as local_output:
+        report = _write_reports(chosen, local_output, output_dir, max_rows, lambda sink: saved)
     raise typer.Exit(exit_code(report, fail_on))
 
 
