@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation, write_pcap
-from verifier.analysis import analyze_files
+from verifier.analysis import Judging, analyze_files
 from verifier.core.chains import TrustAnchors
 from verifier.core.model import Verdict
 
@@ -67,7 +67,7 @@ def _capture_to(tmp_path: Path, port: int) -> Path:
 def test_probe_supplies_the_chain_a_tls13_capture_hides(tmp_path: Path, tls_server: int) -> None:
     capture = _capture_to(tmp_path, tls_server)
     own = TrustAnchors.from_pem_bundle(make_pki().root_pem)
-    (flow,) = analyze_files([capture], anchors=own, probe_timeout=3).flows
+    (flow,) = analyze_files([capture], judging=Judging(anchors=own, probe_timeout=3)).flows
     assert (flow.category, flow.chain_source, flow.identity, flow.verdict) == (
         "TLS1.3",
         "probe",
@@ -81,7 +81,7 @@ def test_a_refused_probe_is_a_note_not_an_error(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]  # bound, then closed: nothing listens there
     capture = _capture_to(tmp_path, port)
-    (flow,) = analyze_files([capture], probe_timeout=1).flows
+    (flow,) = analyze_files([capture], judging=Judging(probe_timeout=1)).flows
     assert flow.verdict is Verdict.PASS and flow.server_certificates == ()
     assert "probe: connection refused" in str(flow.chain_note)
 

@@ -23,6 +23,7 @@ import pytest
 
 from tests.shop import Shop, leftovers, request
 from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation
+from verifier.analysis import Judging
 from verifier.aws import runstate
 from verifier.aws.cleanup import clean
 from verifier.core.chains import TrustAnchors
@@ -114,7 +115,7 @@ def test_a_run_mirrors_captures_tears_down_and_reports(shop: Shop, tmp_path: Pat
         shop.session,
         request(shop),
         LocalCapture(target.open_socket),
-        AnalysisOptions(anchors=anchors, keylog=keylog),
+        AnalysisOptions(keylog=keylog, judging=Judging(anchors=anchors)),
         SilentProgress(),
     )
     target.join()

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
@@ -45,6 +45,21 @@ FlowSink = Callable[[FlowRecord], None]
 Frame = tuple[float, int, bytes, int]  # timestamp, link type, frame bytes, original length
 
 
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """What flows are judged by, beyond the default policy, and which flows the report is about."""
+
+    anchors: TrustAnchors | None = None  # every server chain seen is judged against them
+    expected_names: Mapping[str, str] | None = None  # server "ip:port" -> the name its certificate must carry
+    # Each TLS server whose chain the capture did not show is probed once (verifier.probe), from where
+    # probe_socket makes its sockets, and its flows carry the chain it presents.
+    probe_timeout: float | None = None
+    probe_socket: SocketFactory = socket.socket
+    policy: Policy | None = None  # judged after the chain, with the exceptions in force now
+    services: Mapping[str, str] | None = None  # server address -> ECS service, for the policy's rules
+    selection: FlowSelection | None = None  # the flows the report is about; the others are dropped
+
+
 class Pipeline:
     """The analyser and what follows it: chain judgement, probes, summary, and where records go.
 
@@ -58,28 +73,28 @@ class Pipeline:
         *,
         keylog: KeyLog | None = None,
         sink: FlowSink | None = None,
-        anchors: TrustAnchors | None = None,
-        expected_names: Mapping[str, str] | None = None,
-        probe_timeout: float | None = None,
-        probe_socket: SocketFactory = socket.socket,
-        policy: Policy | None = None,
-        services: Mapping[str, str] | None = None,
-        selection: FlowSelection | None = None,
+        judging: Judging | None = None,
     ) -> None:
-        """``policy``: judged after the chain, with exceptions in force now; ``services``: server address ->
-        ECS service, for the policy's rules and exceptions that name a service; ``selection``: the flows the
-        report is about (the others are analysed, counted in coverage, and dropped)."""
+        judging = judging or Judging()
         self.analyzer = Analyzer(config, keylog=keylog)
-        self._selection = selection
+        self._selection = judging.selection
         self._collected: list[FlowRecord] = []
         self._deliver = sink or self._collected.append
         self._summary = SummaryBuilder()
         certificates = self.analyzer.certificates
-        self._identity = IdentityJudge(anchors, certificates, expected_names) if anchors is not None else None
-        self.policy = PolicyJudge(policy, certificates, time.time(), services) if policy is not None else None
+        self._identity = (
+            IdentityJudge(judging.anchors, certificates, judging.expected_names)
+            if judging.anchors is not None
+            else None
+        )
+        self.policy = (
+            PolicyJudge(judging.policy, certificates, time.time(), judging.services)
+            if judging.policy is not None
+            else None
+        )
         self._prober = (
-            _Prober(probe_timeout, certificates, self._emit, probe_socket)
-            if probe_timeout is not None
+            _Prober(judging.probe_timeout, certificates, self._emit, judging.probe_socket)
+            if judging.probe_timeout is not None
             else None
         )
 
@@ -130,36 +145,21 @@ def analyze_files(
     keylog: Path | None = None,
     progress: ProgressCallback | None = None,
     sink: FlowSink | None = None,
-    anchors: TrustAnchors | None = None,
-    expected_names: Mapping[str, str] | None = None,
-    probe_timeout: float | None = None,
-    probe_socket: SocketFactory = socket.socket,
-    policy: Policy | None = None,
-    services: Mapping[str, str] | None = None,
-    selection: FlowSelection | None = None,
+    judging: Judging | None = None,
 ) -> Report:
     """Analyse capture files as one body of traffic and return the report. Several captures are merged by
     time (each in its own order), so a connection seen by several collectors, or cut across rotated files,
     is one flow.
 
     With a ``sink``, every flow record goes to it as its flow ends and ``Report.flows`` is empty; the summary
-    still counts every flow (every selected one, with ``selection``), coverage every frame. With
-    ``anchors``, every server chain seen is judged against them. With ``probe_timeout``, each TLS server
-    whose chain the capture did not show is probed once from this machine (see verifier.probe) and its
-    flows carry the chain it presents.
+    still counts every flow (every selected one, see Judging.selection), coverage every frame.
     """
     given_secrets = _read_keylog(keylog) if keylog is not None else b""
     pipeline = Pipeline(
         config,
         keylog=parse_keylog(given_secrets) if given_secrets else None,
         sink=sink,
-        anchors=anchors,
-        expected_names=expected_names,
-        probe_timeout=probe_timeout,
-        probe_socket=probe_socket,
-        policy=policy,
-        services=services,
-        selection=selection,
+        judging=judging,
     )
     analyzer = pipeline.analyzer
     sources: list[CaptureSource] = []

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from verifier import __version__
-from verifier.analysis import SCHEMA_VERSION, FlowSink, Pipeline, analyze_files
+from verifier.analysis import SCHEMA_VERSION, FlowSink, Judging, Pipeline, analyze_files
 from verifier.core.chains import TrustAnchors, judge_chain
 from verifier.core.declared import worst_declared
 from verifier.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFER, AnalyzerConfig
@@ -230,10 +230,14 @@ def analyze(
     select the flows reported (coverage still counts the whole input).
     """
     config = AnalyzerConfig(max_buffer=max_buffer, max_pending=max_buffer, idle_timeout=idle_timeout)
-    selection = _selection(since, until, vni or [], address or [], port or [])
     policy, anchors = _policy_and_anchors(policy_file, ca, pca_arn, short_lived, profile, region)
-    expected_names = _expected_names(expect_name or [])
-    timeout = probe_timeout if probe else None
+    judging = Judging(
+        anchors=anchors,
+        expected_names=_expected_names(expect_name or []),
+        probe_timeout=probe_timeout if probe else None,
+        policy=policy,
+        selection=_selection(since, until, vni or [], address or [], port or []),
+    )
     chosen = parse_formats(formats)
     if "asff" in chosen:
         raise UsageError("--format asff needs the AWS account of a run: use it with `verifier run`")
@@ -243,9 +247,7 @@ def analyze(
             local_output,
             output_dir,
             max_rows,
-            lambda sink: _run(
-                files, config, keylog, anchors, expected_names, timeout, policy, selection, sink
-            ),
+            lambda sink: _run(files, config, keylog, judging, sink),
             _analysis_security_hub(profile, region) if security_hub else None,
         )
     raise typer.Exit(exit_code(report, fail_on))
@@ -661,9 +663,8 @@ def run_command(
         session_number=session_number,
         fix_sg=fix_sg,
     )
-    options = AnalysisOptions(
-        anchors=anchors, keylog=keylog, probe_timeout=probe_timeout if probe else None, policy=policy
-    )
+    judging = Judging(anchors=anchors, probe_timeout=probe_timeout if probe else None, policy=policy)
+    options = AnalysisOptions(keylog=keylog, judging=judging)
     capture = _capture(
         placement, session, request, listen, bucket, prefix, sse_kms_key, keep_remote=keep_capture is not None
     )
@@ -1190,29 +1191,11 @@ def _expected_names(pairs: list[str]) -> dict[str, str]:
 
 
 def _run(
-    files: list[Path],
-    config: AnalyzerConfig,
-    keylog: Path | None,
-    anchors: TrustAnchors | None,
-    expected_names: dict[str, str],
-    probe_timeout: float | None,
-    policy: Policy | None,
-    selection: FlowSelection | None,
-    sink: FlowSink,
+    files: list[Path], config: AnalyzerConfig, keylog: Path | None, judging: Judging, sink: FlowSink
 ) -> Report:
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
-        return analyze_files(
-            files,
-            config,
-            keylog=keylog,
-            sink=sink,
-            anchors=anchors,
-            expected_names=expected_names,
-            probe_timeout=probe_timeout,
-            policy=policy,
-            selection=selection,
-        )
+        return analyze_files(files, config, keylog=keylog, sink=sink, judging=judging)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("reading", total=None)
@@ -1220,18 +1203,7 @@ def _run(
         def update(done: int, total: int, path: Path) -> None:
             progress.update(task, completed=done, total=total, description=path.name)
 
-        return analyze_files(
-            files,
-            config,
-            keylog=keylog,
-            progress=update,
-            sink=sink,
-            anchors=anchors,
-            expected_names=expected_names,
-            probe_timeout=probe_timeout,
-            policy=policy,
-            selection=selection,
-        )
+        return analyze_files(files, config, keylog=keylog, progress=update, sink=sink, judging=judging)
 
 
 @contextmanager

@@ -26,14 +26,14 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from verifier.analysis import FlowSink, analyze_files
+from verifier.analysis import FlowSink, Judging, analyze_files
 from verifier.aws.caller import caller_identity
 from verifier.aws.calls import new_client
 from verifier.aws.collector_instance import CollectorInstance, describe_collector
@@ -53,14 +53,11 @@ from verifier.aws.remote_capture import (
 )
 from verifier.aws.runstate import start
 from verifier.aws.security_groups import fix_vxlan_ingress
-from verifier.core.chains import TrustAnchors
 from verifier.core.declared import DeclaredVsObserved
 from verifier.core.flows import AnalyzerConfig
 from verifier.core.model import CollectorCoverage, FlowRecord, Report, ResourceEvent, RunRecord, SourceOutcome
-from verifier.core.policy import Policy
 from verifier.core.targets import MirrorSource
 from verifier.errors import AwsError, UsageError
-from verifier.probe import SocketFactory
 from verifier.sources.collector import Collector, CollectorLimits, CollectorStats
 
 VXLAN_PORT = 4789
@@ -116,12 +113,8 @@ class RunRequest:
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
     config: AnalyzerConfig | None = None
-    anchors: TrustAnchors | None = None
     keylog: Path | None = None  # read after the capture: a client may write it while traffic flows
-    expected_names: Mapping[str, str] | None = None
-    probe_timeout: float | None = None
-    probe_socket: SocketFactory = socket.socket  # where probes connect from (the lab: a peer's namespace)
-    policy: Policy | None = None
+    judging: Judging = field(default_factory=Judging)  # the run adds the mirrored services
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,12 +468,7 @@ def run(
             analysis.config,
             keylog=analysis.keylog,
             sink=judged,
-            anchors=analysis.anchors,
-            expected_names=analysis.expected_names,
-            probe_timeout=analysis.probe_timeout,
-            probe_socket=analysis.probe_socket,
-            policy=analysis.policy,
-            services=_services(outcome.sources),
+            judging=replace(analysis.judging, services=_services(outcome.sources)),
         )
         resources = tuple(
             ResourceEvent(

@@ -9,7 +9,7 @@ from tests import pki
 from tests.conftest import REPO
 from tests.records import make_record
 from tests.traffic import make_pki
-from verifier.analysis import analyze_files
+from verifier.analysis import Judging, analyze_files
 from verifier.core.chains import TrustAnchors
 from verifier.core.identity import IdentityJudge
 from verifier.core.model import Verdict
@@ -20,7 +20,7 @@ OWN_ROOT = (CAPTURES / "pki" / "root-ca.pem").read_bytes()
 
 def test_chain_from_the_configured_ca_keeps_the_channel_verdict() -> None:
     report = analyze_files(
-        [CAPTURES / "vxlan-tls12-chain.pcap"], anchors=TrustAnchors.from_pem_bundle(OWN_ROOT)
+        [CAPTURES / "vxlan-tls12-chain.pcap"], judging=Judging(anchors=TrustAnchors.from_pem_bundle(OWN_ROOT))
     )
     assert report.flows and all(flow.identity is Verdict.PASS for flow in report.flows)
     assert all(flow.verdict is Verdict.WARN for flow in report.flows)  # TLS 1.2: the channel's verdict
@@ -29,7 +29,7 @@ def test_chain_from_the_configured_ca_keeps_the_channel_verdict() -> None:
 
 def test_chain_from_another_ca_fails_the_flow() -> None:
     foreign = TrustAnchors.from_pem_bundle(make_pki().root_pem)
-    report = analyze_files([CAPTURES / "vxlan-tls12-chain.pcap"], anchors=foreign)
+    report = analyze_files([CAPTURES / "vxlan-tls12-chain.pcap"], judging=Judging(anchors=foreign))
     for flow in report.flows:
         assert (flow.identity, flow.verdict) == (Verdict.FAIL, Verdict.FAIL)
         assert "certificate:" in flow.reason
@@ -40,7 +40,7 @@ def test_chain_from_another_ca_fails_the_flow() -> None:
 
 def test_tls13_without_a_chain_is_not_judged_and_says_why() -> None:
     report = analyze_files(
-        [CAPTURES / "vxlan-tls13-mixed.pcap"], anchors=TrustAnchors.from_pem_bundle(OWN_ROOT)
+        [CAPTURES / "vxlan-tls13-mixed.pcap"], judging=Judging(anchors=TrustAnchors.from_pem_bundle(OWN_ROOT))
     )
     tls13 = [flow for flow in report.flows if flow.category == "TLS1.3"]
     assert tls13 and all(flow.identity is None and flow.verdict is Verdict.PASS for flow in tls13)

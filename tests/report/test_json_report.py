@@ -8,7 +8,7 @@ from datetime import date
 
 from tests.conftest import REPO
 from tests.report.samples import PCA, as_run
-from verifier.analysis import SCHEMA_VERSION, analyze_files
+from verifier.analysis import SCHEMA_VERSION, Judging, analyze_files
 from verifier.core.model import FlowRecord
 from verifier.core.policy import Policy, PolicyException
 from verifier.report.json_report import JsonReportWriter, flow_to_dict, report_to_dict
@@ -94,7 +94,9 @@ def test_every_member_is_documented() -> None:
     """docs/report-json.md is the schema's documentation: a member it does not name is a defect."""
     text = (REPO / "docs" / "report-json.md").read_text()
     waiver = PolicyException("documented", date(2999, 12, 31), port=8443)
-    document = report_to_dict(as_run(analyze_files([CAPTURE], policy=Policy(exceptions=(waiver,)))))
+    document = report_to_dict(
+        as_run(analyze_files([CAPTURE], judging=Judging(policy=Policy(exceptions=(waiver,)))))
+    )
     run = document["run"]
     members = (
         set(document)

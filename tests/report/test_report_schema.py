@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO
 from tests.records import make_record
 from tests.report.samples import as_run
-from verifier.analysis import SCHEMA_VERSION, analyze_files
+from verifier.analysis import SCHEMA_VERSION, Judging, analyze_files
 from verifier.core.chains import Check, CheckStatus, TrustAnchors
 from verifier.core.model import Report, Verdict
 from verifier.core.policy import Policy, PolicyException
@@ -41,7 +41,7 @@ POLICY_WITH_EXCEPTIONS = Policy(
 def _reports() -> dict[str, Report]:
     anchors = TrustAnchors.from_pem_bundle((REPO / "captures" / "pki" / "root-ca.pem").read_bytes())
     every_capture = analyze_files(CAPTURES)
-    judged = analyze_files([REPO / "captures" / "vxlan-tls12-chain.pcap"], anchors=anchors)
+    judged = analyze_files([REPO / "captures" / "vxlan-tls12-chain.pcap"], judging=Judging(anchors=anchors))
     checked = make_record(
         server="[fd00::2]:8443",
         client="[fd00::1]:51000",
@@ -59,7 +59,7 @@ def _reports() -> dict[str, Report]:
         "no flows": analyze_files(CAPTURES, sink=lambda record: None),
         "empty": analyze_files([]),
         "ipv6 and checks": replace(every_capture, flows=(checked,)),
-        "policy exceptions": analyze_files(CAPTURES, policy=POLICY_WITH_EXCEPTIONS),
+        "policy exceptions": analyze_files(CAPTURES, judging=Judging(policy=POLICY_WITH_EXCEPTIONS)),
     }
 
 

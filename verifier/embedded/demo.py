@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 
+from verifier.analysis import Judging
 from verifier.aws.calls import new_client, new_session
 from verifier.aws.pca import load_pca_anchors
 from verifier.core.model import Report
@@ -208,12 +209,12 @@ class DemoWorld:
     def options(self, *, probe: bool) -> AnalysisOptions:
         """Chains judged against the account's Private CA; TLS 1.3 chains from the clients' key log, and
         with ``probe`` from a handshake made in the shop client's namespace (a peer's vantage point)."""
-        return AnalysisOptions(
+        judging = Judging(
             anchors=load_pca_anchors(self.session, self.account.pca_arn),
-            keylog=self.keylog,
             probe_timeout=3.0 if probe else None,
             probe_socket=socket_factory(self.lab.client_namespace("shop")),
         )
+        return AnalysisOptions(keylog=self.keylog, judging=judging)
 
     def capture(self) -> LocalCapture:
         """The collector listens in the collector namespace, where the mirror target's address lives."""
