@@ -6,6 +6,7 @@ Needs root (namespaces, VXLAN, tc) and the Debian packages ./scripts/test instal
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import pytest
 
 from tests.shop import leftovers
 from verifier.core.model import FlowRecord, Report, Verdict
-from verifier.embedded.demo import REGION, DemoWorld, demo_world
+from verifier.embedded.demo import LAB_PREFIX, REGION, DemoWorld, demo_world
 from verifier.embedded.demo_account import (
     LEGACY_TLS_PORT,
     POSTGRES_PORT,
@@ -30,7 +31,7 @@ from verifier.embedded.demo_account import (
     WEB_HTTP_PORT,
     WEB_HTTPS_PORT,
 )
-from verifier.embedded.lab import open_udp_socket
+from verifier.embedded.lab import lab_namespaces, open_udp_socket
 from verifier.run import SilentProgress, run
 
 pytestmark = [
@@ -47,7 +48,8 @@ CAPTURE_SECONDS = 5.0
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
     # Clients loop (until the fixture ends) long enough for every capture of this module, however slow.
-    with demo_world(tmp_path_factory.mktemp("demo"), 900, SilentProgress()) as built:
+    # Not the demo's own prefix: the `verifier demo` of a test below removes a lab with that one.
+    with demo_world(tmp_path_factory.mktemp("demo"), 900, SilentProgress(), lab_prefix="vdtest") as built:
         yield built
 
 
@@ -185,3 +187,27 @@ def test_sigterm_mid_capture_tears_down_and_stops_the_mirror(world: DemoWorld, t
             run.kill()
     assert leftovers(world.session.client("ec2")) == []
     mirrors_removed(world)
+
+
+def test_sigterm_stops_the_demo_and_takes_everything_down(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "from verifier.cli import main; main()", "demo", "--duration", "60s"]
+    errors = tmp_path / "stderr.txt"
+    with (
+        errors.open("w") as log,
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=log
+        ) as demo,
+    ):
+        try:
+            deadline = time.monotonic() + 60
+            while "capturing on" not in errors.read_text() and demo.poll() is None:
+                assert time.monotonic() < deadline, errors.read_text()
+                time.sleep(0.1)
+            demo.send_signal(signal.SIGTERM)
+            assert demo.wait(60) == 128 + signal.SIGTERM, errors.read_text()
+        finally:
+            demo.kill()
+    assert "demo stopped" in errors.read_text()
+    assert lab_namespaces(LAB_PREFIX) == []  # the lab's namespaces, and the servers in them, are gone
+    state = json.loads(next((tmp_path / "out" / "state" / "verifier" / "runs").glob("*.json")).read_text())
+    assert state["torn_down"] is True  # the run tore down before the demo stopped

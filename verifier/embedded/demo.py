@@ -223,9 +223,13 @@ class DemoWorld:
 
 
 @contextlib.contextmanager
-def demo_world(work: Path, traffic_seconds: float, progress: Progress) -> Iterator[DemoWorld]:
+def demo_world(
+    work: Path, traffic_seconds: float, progress: Progress, lab_prefix: str = LAB_PREFIX
+) -> Iterator[DemoWorld]:
     """Seed the embedded account, build the lab and start its peers (clients loop for about
-    ``traffic_seconds``); everything is taken down on exit. ``work`` receives the key log and run states."""
+    ``traffic_seconds``); everything is taken down on exit. ``work`` receives the key log and run states;
+    ``lab_prefix`` names the lab's namespaces (a lab with the same prefix left by a killed process goes).
+    """
     if os.geteuid() != 0:
         raise UsageError(NEEDS_ROOT)
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -241,7 +245,7 @@ def demo_world(work: Path, traffic_seconds: float, progress: Progress) -> Iterat
         clients = {"shop": f"{free[0]}/24", "orders": f"{free[1]}/24"}
         progress.phase("building the mirror lab (namespaces, veth, VXLAN underlay, peers)")
         # One prefix for every demo: a demo killed with SIGKILL leaves namespaces the next one removes.
-        with Lab(tasks, clients, f"{account.collector_ip}/24", prefix=LAB_PREFIX) as lab:
+        with Lab(tasks, clients, f"{account.collector_ip}/24", prefix=lab_prefix) as lab:
             traffic = start_peers(lab, account, keylog, int(traffic_seconds / CLIENT_PAUSE) + 1)
             eni_to_task = {task.eni_id: task.service for task in account.tasks}
             try:
