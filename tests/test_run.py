@@ -294,3 +294,51 @@ def test_a_failed_run_whose_teardown_leaves_something_says_what_and_how_to_finis
     # What the message tells the operator to do finishes the job.
     clean(shop.ec2, ["run-test-1"], sleep=lambda _seconds: None)
     assert leftovers(shop.ec2) == []
+
+
+def more_web_tasks(shop: Shop, count: int) -> None:
+    """``count`` more tasks of service web: with the two there are, more than an instance target takes."""
+    ecs = shop.session.client("ecs")
+    (service,) = ecs.describe_services(cluster="shop", services=["web"])["services"]
+    ecs.run_task(
+        cluster="shop",
+        taskDefinition="web",
+        count=count,
+        launchType="FARGATE",
+        networkConfiguration=service["networkConfiguration"],
+        group="service:web",
+    )
+
+
+def test_more_sources_than_the_collector_takes_are_refused_with_the_numbers(shop: Shop) -> None:
+    more_web_tasks(shop, 9)
+    with pytest.raises(UsageError, match=r"11 source ENIs, but the instance target .* takes at most 10"):
+        run(shop.session, request(shop), LocalCapture(("127.0.0.1", 0)), AnalysisOptions(), SilentProgress())
+    assert leftovers(shop.ec2) == []
+
+
+def test_batches_mirror_every_source_one_batch_at_a_time(shop: Shop) -> None:
+    more_web_tasks(shop, 9)
+    seen_sessions: list[int] = []
+
+    def count_sessions(**_kwargs: Any) -> None:
+        seen_sessions.append(len(shop.ec2.describe_traffic_mirror_sessions()["TrafficMirrorSessions"]))
+
+    shop.session.events.register("before-call.ec2.DeleteTrafficMirrorSession", count_sessions)
+    report = run(
+        shop.session,
+        request(shop, batch=True, duration=0.2),
+        LocalCapture(("127.0.0.1", 0)),
+        AnalysisOptions(),
+        SilentProgress(),
+    )
+    assert report.run is not None and report.run.teardown_complete
+    assert all(source.session_id is not None for source in report.run.sources)
+    assert len(report.run.sources) == 11
+    assert seen_sessions and max(seen_sessions) <= 10  # never more sessions on the target than it takes
+    # One run state per batch, each torn down.
+    assert sorted(path.stem for path in runstate.runs_directory().glob("*.json")) == [
+        "run-test-1-b1",
+        "run-test-1-b2",
+    ]
+    assert leftovers(shop.ec2) == []

@@ -602,6 +602,10 @@ def run_command(
         bool,
         typer.Option("--fix-sg", help="Let the sources send VXLAN to the collector for this run only."),
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option("--batch", help="More sources than the collector takes: mirror them a batch at a time."),
+    ] = False,
     listen: Annotated[
         str, typer.Option("--listen", help="ADDRESS:PORT this machine receives the VXLAN on.")
     ] = "0.0.0.0:4789",
@@ -662,6 +666,7 @@ def run_command(
         snaplen=snaplen,
         session_number=session_number,
         fix_sg=fix_sg,
+        batch=batch,
     )
     judging = Judging(anchors=anchors, probe_timeout=probe_timeout if probe else None, policy=policy)
     options = AnalysisOptions(keylog=keylog, judging=judging)

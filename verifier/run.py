@@ -37,7 +37,7 @@ from verifier.analysis import FlowSink, Judging, analyze_files
 from verifier.aws.caller import caller_identity
 from verifier.aws.calls import new_client
 from verifier.aws.collector_instance import CollectorInstance, describe_collector
-from verifier.aws.mirroring import Created, MirrorPlan, Target, create, teardown
+from verifier.aws.mirroring import Created, MirrorPlan, Target, TeardownReport, create, teardown
 from verifier.aws.planning import PlanOutcome, plan_run
 from verifier.aws.remote_capture import (
     UPLOAD_ALLOWANCE,
@@ -51,7 +51,7 @@ from verifier.aws.remote_capture import (
     start_remote_collect,
     wait_remote_collect,
 )
-from verifier.aws.runstate import start
+from verifier.aws.runstate import RunState, start
 from verifier.aws.security_groups import fix_vxlan_ingress
 from verifier.core.declared import DeclaredVsObserved
 from verifier.core.flows import AnalyzerConfig
@@ -108,6 +108,7 @@ class RunRequest:
     snaplen: int | None = None
     session_number: int | None = None
     fix_sg: bool = False
+    batch: bool = False  # more sources than the collector takes: mirror them a batch at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,57 +405,19 @@ def run(
             ports=request.ports,
             snaplen=request.snaplen,
             session_number=request.session_number,
+            batch=request.batch,
         )
         _refuse_what_cannot_work(outcome, collector, request.fix_sg)
         capture.check()
-        (plan,) = outcome.plans  # one plan: an instance target takes every source (checked by plan_run)
-        state = start(request.run_id)
-        created: Created | None = None
-        deleted_at: dict[str, str] = {}
-        captured: CaptureResult | None = None
-        failure: BaseException | None = None
-        try:
-            progress.phase("creating the mirror")
-            if outcome.vxlan_ingress is not None and outcome.vxlan_ingress.missing:
-                fix_vxlan_ingress(
-                    ec2,
-                    outcome.vxlan_ingress,
-                    run_id=request.run_id,
-                    expires_at=request.expires_at,
-                    state=state,
-                )
-            created = create(ec2, plan, state)
-            if not created.mirrored:
-                raise UsageError(
-                    "AWS mirrors none of the sources: "
-                    + "; ".join(f"{eni}: {why}" for eni, why in created.not_mirrorable)
-                )
-            signals.phase = "capture"  # before saying so: a Ctrl-C on seeing the line ends the capture
-            progress.phase(f"capturing on {collector.instance_id} ({capture.placement})")
-            captured = capture.run(request.duration, directory / f"{request.run_id}.pcap", stop, progress)
-        except BaseException as exc:  # the teardown runs first; then it is raised again
-            failure = exc
-        signals.phase = "teardown"
-        progress.phase("tearing down")
-        try:
-            torn = teardown(
-                ec2, state, on_deleted=lambda resource_id: deleted_at.update({resource_id: _now()})
+        batches: list[_Batch] = []
+        for number, plan in enumerate(outcome.plans, start=1):
+            if len(outcome.plans) > 1:
+                progress.phase(f"batch {number} of {len(outcome.plans)}: {len(plan.sessions)} sources")
+            batches.append(
+                _mirror_and_capture(ec2, plan, outcome, request, capture, directory, signals, progress)
             )
-        except AwsError as exc:
-            raise TeardownIncomplete(request.run_id, [], str(exc), failure) from exc
-        signals.phase = "report"
-        if torn.left and (failure is not None or signals.received not in (None, signal.SIGINT)):
-            raise TeardownIncomplete(
-                request.run_id, [resource for resource, _ in torn.left], torn.left[0][1], failure
-            )
-        if failure is not None:
-            raise failure
-        if signals.received is not None and signals.received != signal.SIGINT:
-            raise RunInterrupted(signals.received)
-        assert captured is not None  # the try block ran to its end
-        if not captured.complete:  # the remote capture was cancelled: there is nothing to judge
-            raise RunInterrupted(signals.received or signal.SIGINT)
-        assert captured is not None  # the try block ran to its end
+            if signals.received is not None:
+                break  # Ctrl-C ended this batch's capture: enough; the report says which sources were seen
         progress.phase("analysing")
         declared = DeclaredVsObserved(outcome.declarations, outcome.sources)
 
@@ -464,23 +427,13 @@ def run(
 
         collected: list[FlowRecord] = []
         report = analyze_files(
-            captured.files,
+            [path for batch in batches for path in batch.captured.files],
             analysis.config,
             keylog=analysis.keylog,
             sink=judged,
             judging=replace(analysis.judging, services=_services(outcome.sources)),
         )
-        resources = tuple(
-            ResourceEvent(
-                resource_id=step.resource_id,
-                kind=step.kind,
-                created_at=step.created_at,
-                deleted_at=deleted_at.get(step.resource_id),
-                outcome=_outcome(step.resource_id, torn.deleted, torn.already_gone, dict(torn.left)),
-            )
-            for step in state.steps
-            if step.resource_id is not None
-        )
+        received = _combined([batch.captured.stats for batch in batches])
         record = RunRecord(
             run_id=request.run_id,
             region=request.region,
@@ -493,22 +446,121 @@ def run(
             services=tuple(sorted({s.service_name for s in outcome.sources if s.service_name})),
             target=f"network-interface {collector.eni_id} ({collector.instance_id})",
             duration_seconds=(
-                captured.stats.ended - captured.stats.started
-                if captured.stats is not None
-                else request.duration
+                received.ended - received.started if received is not None else request.duration * len(batches)
             ),
-            sources=_source_outcomes(outcome, plan, created),
-            risks=plan.risks,
-            resources=resources,
-            teardown_complete=not torn.left,
+            sources=_source_outcomes(outcome, batches),
+            risks=tuple(risk for batch in batches for risk in batch.plan.risks),
+            resources=tuple(event for batch in batches for event in batch.resources()),
+            teardown_complete=not any(batch.torn.left for batch in batches),
         )
         return replace(
             report,
             flows=tuple(sorted(collected, key=lambda flow: (flow.first_seen, flow.client, flow.server))),
-            coverage=replace(report.coverage, collector=captured.stats),
+            coverage=replace(report.coverage, collector=received),
             run=record,
             declared=declared.rows(),
         )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One plan's mirror, created, captured and torn down (several when --batch splits the sources)."""
+
+    plan: MirrorPlan
+    state: RunState
+    created: Created | None
+    captured: CaptureResult
+    torn: TeardownReport
+    deleted_at: dict[str, str]
+
+    def resources(self) -> tuple[ResourceEvent, ...]:
+        left = dict(self.torn.left)
+        return tuple(
+            ResourceEvent(
+                resource_id=step.resource_id,
+                kind=step.kind,
+                created_at=step.created_at,
+                deleted_at=self.deleted_at.get(step.resource_id),
+                outcome=_outcome(step.resource_id, self.torn.deleted, self.torn.already_gone, left),
+            )
+            for step in self.state.steps
+            if step.resource_id is not None
+        )
+
+
+def _mirror_and_capture(
+    ec2: Any,
+    plan: MirrorPlan,
+    outcome: PlanOutcome,
+    request: RunRequest,
+    capture: Capture,
+    directory: Path,
+    signals: _Signals,
+    progress: Progress,
+) -> _Batch:
+    """Create the plan's mirror, capture, and tear it down whatever happens; raise what ended it early."""
+    state = start(plan.run_id)
+    created: Created | None = None
+    deleted_at: dict[str, str] = {}
+    captured: CaptureResult | None = None
+    failure: BaseException | None = None
+    signals.stop_capture.clear()
+    try:
+        progress.phase("creating the mirror")
+        if outcome.vxlan_ingress is not None and outcome.vxlan_ingress.missing:
+            fix_vxlan_ingress(
+                ec2, outcome.vxlan_ingress, run_id=plan.run_id, expires_at=request.expires_at, state=state
+            )
+        created = create(ec2, plan, state)
+        if not created.mirrored:
+            raise UsageError(
+                "AWS mirrors none of the sources: "
+                + "; ".join(f"{eni}: {why}" for eni, why in created.not_mirrorable)
+            )
+        signals.phase = "capture"  # before saying so: a Ctrl-C on seeing the line ends the capture
+        progress.phase(f"capturing on {request.collector} ({capture.placement})")
+        captured = capture.run(
+            request.duration, directory / f"{plan.run_id}.pcap", signals.stop_capture, progress
+        )
+    except BaseException as exc:  # the teardown runs first; then it is raised again
+        failure = exc
+    signals.phase = "teardown"
+    progress.phase("tearing down")
+    try:
+        torn = teardown(ec2, state, on_deleted=lambda resource_id: deleted_at.update({resource_id: _now()}))
+    except AwsError as exc:
+        raise TeardownIncomplete(plan.run_id, [], str(exc), failure) from exc
+    signals.phase = "prepare"
+    if torn.left and (failure is not None or signals.received not in (None, signal.SIGINT)):
+        raise TeardownIncomplete(
+            plan.run_id, [resource for resource, _ in torn.left], torn.left[0][1], failure
+        )
+    if failure is not None:
+        raise failure
+    if signals.received is not None and signals.received != signal.SIGINT:
+        raise RunInterrupted(signals.received)
+    assert captured is not None  # the try block ran to its end
+    if not captured.complete:  # the remote capture was cancelled: there is nothing to judge
+        raise RunInterrupted(signals.received or signal.SIGINT)
+    return _Batch(plan, state, created, captured, torn, deleted_at)
+
+
+def _combined(received: Sequence[CollectorCoverage | None]) -> CollectorCoverage | None:
+    """What the collector received over every batch; None when a placement could not say for one."""
+    if not received or any(stats is None for stats in received):
+        return None
+    known = [stats for stats in received if stats is not None]
+    if len(known) == 1:
+        return known[0]
+    drops = [stats.kernel_drops for stats in known]
+    return CollectorCoverage(
+        datagrams=sum(stats.datagrams for stats in known),
+        bytes=sum(stats.bytes for stats in known),
+        kernel_drops=None if None in drops else sum(drop for drop in drops if drop is not None),
+        started=min(stats.started for stats in known),
+        ended=max(stats.ended for stats in known),
+        stop_reason=known[-1].stop_reason,
+    )
 
 
 def _services(sources: Sequence[MirrorSource]) -> dict[str, str]:
@@ -540,12 +592,12 @@ def _outcome(resource_id: str, deleted: Sequence[str], gone: Sequence[str], left
     return left.get(resource_id, "not deleted: run `verifier cleanup --run-id` for this run")
 
 
-def _source_outcomes(
-    outcome: PlanOutcome, plan: MirrorPlan, created: Created | None
-) -> tuple[SourceOutcome, ...]:
-    sessions = dict(created.mirrored) if created is not None else {}
-    vnis = dict(created.vni_of_session) if created is not None else {}
-    refused = dict(created.not_mirrorable if created is not None else plan.unmirrorable)
+def _source_outcomes(outcome: PlanOutcome, batches: Sequence[_Batch]) -> tuple[SourceOutcome, ...]:
+    created = [batch.created for batch in batches if batch.created is not None]
+    sessions = {eni: session for done in created for eni, session in done.mirrored}
+    vnis = {session: vni for done in created for session, vni in done.vni_of_session}
+    refused = {eni: why for plan in outcome.plans for eni, why in plan.unmirrorable}
+    refused.update((eni, why) for done in created for eni, why in done.not_mirrorable)
     return tuple(
         SourceOutcome(
             eni_id=source.eni_id,
