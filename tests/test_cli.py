@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.report_schema import valid_report
 from tests.traffic import make_pki
 
 CAPTURES = REPO / "captures"
@@ -20,13 +21,17 @@ TLS12_ONLY = CAPTURES / "vxlan-tls12-chain.pcap"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """The verifier as a process; a JSON report it prints is checked against the published schema."""
+    result = subprocess.run(
         [sys.executable, "-c", "from verifier.cli import main; main()", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "COLUMNS": "150"},
     )
+    if "json" in args and args[0] != "probe" and result.stdout.startswith("{"):
+        valid_report(result.stdout)
+    return result
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -238,7 +243,7 @@ def test_several_formats_go_to_an_output_directory(tmp_path: Path) -> None:
         "report.ocsf.json",
         "report.sarif",
     ]
-    flows = json.loads((tmp_path / "report.json").read_text())["flows"]
+    flows = valid_report((tmp_path / "report.json").read_text())["flows"]
     assert flows and "<html" in (tmp_path / "report.html").read_text().lower()
     assert_one_line_error(run("analyze", capture, "--format", "json,html"), "need --output-dir")
     assert_one_line_error(run("analyze", capture, "--format", "yaml"), "choose among")
@@ -259,7 +264,7 @@ def test_a_saved_report_is_rendered_again_in_other_formats(tmp_path: Path) -> No
     assert analysed.returncode == 1, analysed.stderr
     again = run("report", saved, "--format", "json,html,junit", "--output-dir", tmp_path / "again")
     assert again.returncode == 1, again.stderr  # the same findings, the same exit code
-    assert json.loads((tmp_path / "again" / "report.json").read_text()) == json.loads(saved.read_text())
+    assert valid_report((tmp_path / "again" / "report.json").read_text()) == valid_report(saved.read_text())
     assert (tmp_path / "again" / "report.junit.xml").read_text().startswith("<?xml")
     not_a_report = tmp_path / "other.json"
     not_a_report.write_text('{"flows": 3}')

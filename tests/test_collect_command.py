@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.report_schema import valid_report
 from tests.traffic import tcp_frames
 from verifier.analysis import analyze_files
 from verifier.run import remote_collector_coverage
@@ -62,7 +62,7 @@ def test_collect_writes_a_private_pcap_and_analyses_live(tmp_path: Path) -> None
     counted = remote_collector_coverage(stderr)
     assert counted is not None and (counted.datagrams, counted.stop_reason) == (len(frames), "packets")
     assert counted.started <= counted.ended <= time.time()
-    report = json.loads(stdout)
+    report = valid_report(stdout)
     (flow,) = report["flows"]
     assert (flow["category"], flow["vni"], flow["verdict"]) == ("plaintext(http)", 77, "FAIL")
     received = report["coverage"]["collector"]

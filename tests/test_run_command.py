@@ -6,7 +6,6 @@ What is left is read from moto's state through the test's own client, never from
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -26,6 +25,7 @@ from moto.moto_api import state_manager
 
 from tests.aws.test_pca import offline_environment
 from tests.moto_server import moto_endpoint
+from tests.report_schema import valid_report
 from tests.shop import leftovers
 from verifier.embedded.demo_account import DemoAccount, seed
 from verifier.embedded.moto_mirroring import install
@@ -138,7 +138,7 @@ def test_a_signal_mid_capture_tears_everything_down(
     assert leftovers(embedded.ec2) == []
     if signum == signal.SIGINT:
         # Ctrl-C ends the capture early; the report still comes, with its run record.
-        report = json.loads(stdout)
+        report = valid_report(stdout)
         assert report["run"]["teardown_complete"] is True
         assert report["coverage"]["collector"]["stop_reason"] == "stopped"
     else:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.report_schema import valid_report
 from tests.shop import leftovers
 from verifier.core.model import FlowRecord, Report, Verdict
 from verifier.embedded.demo import LAB_PREFIX, REGION, DemoWorld, demo_world
@@ -32,6 +33,7 @@ from verifier.embedded.demo_account import (
     WEB_HTTPS_PORT,
 )
 from verifier.embedded.lab import lab_namespaces, open_udp_socket
+from verifier.report.json_report import report_to_dict
 from verifier.run import SilentProgress, run
 
 pytestmark = [
@@ -129,6 +131,7 @@ def test_the_run_judges_every_peer_and_leaves_nothing_behind(world: DemoWorld) -
     )
 
     assert report.run is not None and report.run.teardown_complete
+    valid_report(json.dumps(report_to_dict(report)))  # the published schema holds a whole run's report
     assert world.keylog.stat().st_mode & 0o777 == 0o600  # TLS secrets
     assert leftovers(world.session.client("ec2")) == []
     # The mirror is gone from the data plane too: traffic still flows, and nothing reaches the collector.

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REPO
 from tests.records import make_record
 from tests.report.samples import as_run
+from tests.report_schema import VALIDATOR
 from verifier.analysis import SCHEMA_VERSION, Judging, analyze_files
 from verifier.core.chains import Check, CheckStatus, TrustAnchors
 from verifier.core.model import Report, Verdict
@@ -24,8 +25,6 @@ from verifier.errors import InputError
 from verifier.report.json_report import JsonReportWriter, report_from_dict, report_to_dict
 
 CAPTURES = sorted((REPO / "captures").glob("*.pcap"))
-SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 
 
 # TLS 1.3 required: the captures' TLS 1.2 flows FAIL; one exception in force and one expired match them.
