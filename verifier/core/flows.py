@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -158,12 +159,14 @@ class Analyzer:
         flows = self._flows
         next_sweep = self._next_sweep
         count = 0
-        ts = batch_first = 0.0
+        remaining = iter(frames)
+        opening = next(remaining, None)
+        if opening is None:
+            return
+        ts = batch_first = opening[0]  # read here, not tested for in the loop: nothing extra per packet
         try:
-            for ts, linktype, frame, _length in frames:
+            for ts, linktype, frame, _length in itertools.chain((opening,), remaining):
                 count += 1
-                if count == 1:
-                    batch_first = ts
                 if ts >= next_sweep:
                     self._sweep(ts)
                     next_sweep = self._next_sweep
