@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -17,6 +18,7 @@ from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation, wri
 from verifier.analysis import Judging, analyze_files
 from verifier.core.chains import TrustAnchors
 from verifier.core.model import Verdict
+from verifier.probe import ProbeTarget, probe
 
 SNI = "api.internal.example"
 
@@ -119,3 +121,55 @@ def test_probe_command_on_a_closed_port_is_inconclusive() -> None:
     assert result.returncode == 0
     report = json.loads(result.stdout)
     assert (report["ok"], report["verdict"]) == (False, "INCONCLUSIVE") and "refused" in report["error"]
+
+
+def postgres_like_server(
+    tmp_path: Path, answer: bytes
+) -> tuple[socket.socket, threading.Thread, list[bytes]]:
+    """One connection of a server that reads PostgreSQL's SSLRequest, answers ``answer`` and, after b"S",
+    does a TLS handshake with make_pki()'s chain, as PostgreSQL with ssl=on does."""
+    pki = make_pki()
+    (tmp_path / "pg-chain.pem").write_bytes(pki.chain_pem)
+    (tmp_path / "pg-key.pem").write_bytes(pki.key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "pg-chain.pem", tmp_path / "pg-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        connection.settimeout(5)
+        with connection:
+            requests.append(connection.recv(8))
+            connection.sendall(answer)
+            if answer == b"S":
+                with (
+                    contextlib.suppress(OSError, ssl.SSLError),
+                    context.wrap_socket(connection, server_side=True) as tls,
+                ):
+                    tls.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread, requests
+
+
+def test_a_postgres_server_is_asked_for_tls_first(tmp_path: Path) -> None:
+    listener, thread, requests = postgres_like_server(tmp_path, b"S")
+    with listener:
+        port = listener.getsockname()[1]
+        result = probe(ProbeTarget("127.0.0.1", port, None, upgrade_from="pgsql"), timeout=5)
+        thread.join(10)
+    # SSLRequest, as PostgreSQL's protocol documentation gives it: length 8, code 80877103 (1234, 5679).
+    assert requests == [bytes.fromhex("0000000804d2162f")]
+    assert result.ok and len(result.certificates) == 2, result.error
+
+
+def test_a_postgres_server_without_tls_is_said_so(tmp_path: Path) -> None:
+    listener, thread, _ = postgres_like_server(tmp_path, b"N")
+    with listener:
+        port = listener.getsockname()[1]
+        result = probe(ProbeTarget("127.0.0.1", port, None, upgrade_from="pgsql"), timeout=5)
+        thread.join(10)
+    assert not result.ok and "answered the SSLRequest with 'N'" in str(result.error)

@@ -230,7 +230,7 @@ class _Prober:
         future = None
         if record.tls_version is not None and not record.server_certificates:
             host, port = parse_endpoint(record.server)
-            target = ProbeTarget(host, port, record.sni)
+            target = ProbeTarget(host, port, record.sni, record.upgrade_from)
             future = self._probes.get(target)
             if future is None:
                 future = self._pool.submit(_timed_probe, target, self._timeout, self._make_socket)

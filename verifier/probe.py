@@ -32,6 +32,9 @@ class ProbeTarget:
     host: str  # IP address (v4 or v6) as observed, or a hostname given explicitly by the user
     port: int
     sni: str | None  # the SNI the observed client sent (None: send none)
+    # The cleartext protocol the observed connection upgraded from ("pgsql": PostgreSQL's SSLRequest): the
+    # probe asks for TLS the same way before its handshake.
+    upgrade_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,10 @@ def probe(
         return failed(f"cannot connect: {exc.strerror or exc}")
 
     with sock:
+        if target.upgrade_from == "pgsql":
+            refusal = _postgres_ssl_request(sock, deadline)
+            if refusal is not None:
+                return failed(refusal)
         received = bytearray()  # the first bytes the server sent, to name what a non-TLS server said
         try:
             _handshake(sock, tls, incoming, outgoing, deadline, received)
@@ -163,6 +170,27 @@ def _client_context() -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     context.set_ciphers("ALL:@SECLEVEL=0")
     return context
+
+
+# PostgreSQL's SSLRequest: length 8, then the code 80877103 (1234 in the high 16 bits, 5679 in the low).
+_POSTGRES_SSL_REQUEST = (8).to_bytes(4) + (80877103).to_bytes(4)
+
+
+def _postgres_ssl_request(sock: socket.socket, deadline: float) -> str | None:
+    """Ask a PostgreSQL server for TLS, as its clients do; None when it agreed ('S'), else why not."""
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(_POSTGRES_SSL_REQUEST)
+        answer = sock.recv(1)
+    except TimeoutError:
+        return "PostgreSQL: no answer to the SSLRequest in time"
+    except OSError as exc:
+        return f"PostgreSQL: the SSLRequest failed: {exc.strerror or exc}"
+    if answer == b"S":
+        return None
+    if answer == b"N":
+        return "PostgreSQL answered the SSLRequest with 'N': this server does not offer TLS"
+    return f"PostgreSQL: unexpected answer to the SSLRequest: {answer!r}"
 
 
 def _remaining(deadline: float) -> float:

@@ -149,6 +149,12 @@ def test_a_probe_from_a_peer_verifies_the_chain_tls13_hides(world: DemoWorld) ->
     report = run(world.session, world.request(CAPTURE_SECONDS), world.capture(), options, SilentProgress())
     for flow in captured_whole(by_port(report)[WEB_HTTPS_PORT]):
         assert (flow.chain_source, flow.identity, flow.verdict) == ("probe", Verdict.PASS, Verdict.PASS)
+    # PostgreSQL with sslmode=require: the probe asks for TLS as psql did (SSLRequest), and gets the server's
+    # chain, from another CA than the account's.
+    upgraded = [flow for flow in captured_whole(by_port(report)[POSTGRES_PORT]) if flow.category == "TLS1.3"]
+    assert upgraded and all(
+        (flow.chain_source, flow.identity) == ("probe", Verdict.FAIL) for flow in upgraded
+    ), [flow.chain_note for flow in upgraded][:2]
     assert leftovers(world.session.client("ec2")) == []
     mirrors_removed(world)
 
