@@ -42,9 +42,15 @@ class CaptureFormatError(InputError):
 
 
 class AwsError(VerifierError):
-    """An AWS call failed in a way the user must act on; translated once, in the AWS adapter."""
+    """An AWS call failed in a way the user must act on; translated once, in the AWS adapter. ``code`` is
+    AWS's error code when AWS answered (``ThrottlingException``, ``InvalidInstanceID.NotFound``...), else
+    empty: callers that tell errors apart read it, not the message."""
 
     exit_code = 3
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ParseError(VerifierError):

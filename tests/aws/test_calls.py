@@ -67,6 +67,7 @@ def describe_error(
         call(client, DESCRIBE, iam_action=DESCRIBE_ACTION, **(params or {"CertificateAuthorityArn": ARN}))
     error = caught.value
     assert isinstance(error.__cause__, ClientError)
+    assert error.code == code  # what callers tell errors apart by
     assert error.exit_code == 3
     assert "\n" not in str(error)
     return error

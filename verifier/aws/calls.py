@@ -76,7 +76,8 @@ def call(client: Any, operation: str, iam_action: str, **params: Any) -> dict[st
     try:
         response: dict[str, Any] = method(**params)
     except ClientError as exc:
-        raise AwsError(_client_error_line(exc, operation, iam_action, subject, resource, region)) from exc
+        line = _client_error_line(exc, operation, iam_action, subject, resource, region)
+        raise AwsError(line, code=str(exc.response.get("Error", {}).get("Code", ""))) from exc
     except NoCredentialsError as exc:
         raise AwsError(
             f"{operation}: no AWS credentials found: pass --profile, set AWS_PROFILE or "

@@ -24,7 +24,7 @@ def describe_collector(ec2: Any, instance_id: str) -> CollectorInstance:
     try:
         answer = call(ec2, "DescribeInstances", iam_action="ec2:DescribeInstances", InstanceIds=[instance_id])
     except AwsError as exc:
-        if "InvalidInstanceID" in str(exc):
+        if exc.code.startswith("InvalidInstanceID"):
             raise AwsError(f"--collector {instance_id}: no such instance in this account and region") from exc
         raise
     instances = [item for reservation in answer.get("Reservations", []) for item in reservation["Instances"]]

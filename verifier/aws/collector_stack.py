@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
 from verifier.aws.calls import call
 from verifier.errors import AwsError, UsageError
 
@@ -362,11 +360,7 @@ def _spot_check_parameters(settings: SpotCheckSettings) -> dict[str, str]:
 
 
 def _is_validation_error(error: AwsError, says: str) -> bool:
-    cause = error.__cause__
-    if not isinstance(cause, ClientError):
-        return False
-    details = cause.response.get("Error", {})
-    return details.get("Code") == "ValidationError" and says in str(details.get("Message", ""))
+    return error.code == "ValidationError" and says in str(error)
 
 
 def status_lines(states: list[tuple[str, StackState | None]]) -> list[str]:

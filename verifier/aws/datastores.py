@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from verifier.aws.calls import call, new_client, paginate
 from verifier.core.targets import Eligibility, MirrorSource, SourceKind
@@ -92,11 +91,6 @@ def datastore_sources(
     return sources
 
 
-def _error_code(error: AwsError) -> str:
-    cause = error.__cause__
-    return str(cause.response.get("Error", {}).get("Code", "")) if isinstance(cause, ClientError) else ""
-
-
 def _only(items: list[dict[str, Any]], operation: str, name: str) -> dict[str, Any]:
     """The one item a describe call by identifier answers; AWS raises a not-found error instead of none."""
     if len(items) != 1:
@@ -110,7 +104,7 @@ def _rds_sources(rds: Any, ec2: Any, region: str, name: str, resolve: Resolver) 
             rds, "DescribeDBInstances", iam_action="rds:DescribeDBInstances", DBInstanceIdentifier=name
         )
     except AwsError as exc:
-        if _error_code(exc) == "DBInstanceNotFound":
+        if exc.code == "DBInstanceNotFound":
             raise AwsError(f"--rds {name}: no RDS DB instance {name} in {region} for this account") from exc
         raise
     instance = _only(answer.get("DBInstances", []), "DescribeDBInstances", name)
@@ -135,7 +129,7 @@ def _elasticache_sources(
             ShowCacheNodeInfo=True,
         )
     except AwsError as exc:
-        if _error_code(exc) == "CacheClusterNotFound":
+        if exc.code == "CacheClusterNotFound":
             raise AwsError(
                 f"--elasticache {name}: no ElastiCache cache cluster {name} in {region} for this account "
                 "(a replication group's member clusters have ids like NAME-001; serverless caches have none)"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from verifier.aws.calls import call, new_client
 from verifier.aws.datastores import Resolver, datastore_sources, resolve_addresses
@@ -85,9 +84,8 @@ def _cluster_must_exist(cluster: str, region: str) -> Iterator[None]:
     try:
         yield
     except AwsError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ClusterNotFoundException":
-            raise AwsError(f"ECS cluster {cluster} does not exist in {region} for this account") from cause
+        if exc.code == "ClusterNotFoundException":
+            raise AwsError(f"ECS cluster {cluster} does not exist in {region} for this account") from exc
         raise
 
 

@@ -351,13 +351,6 @@ def planned_calls(plan: MirrorPlan) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def _error_code(error: AwsError) -> str:
-    cause = error.__cause__
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 def _aws_said(error: AwsError) -> str:
     """AWS's own code and message when AWS answered, else the whole line."""
     cause = error.__cause__
@@ -557,7 +550,7 @@ def _delete_with_retries(ec2: Any, kind: str, resource_id: str, sleep: Callable[
         try:
             _delete_call(ec2, kind, resource_id)
         except AwsError as exc:
-            code = _error_code(exc)
+            code = exc.code
             if code.endswith(".NotFound"):
                 return "gone"
             if code not in _RETRYABLE or attempt == _DELETE_ATTEMPTS:

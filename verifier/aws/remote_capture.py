@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
 
 from verifier.aws.calls import call, new_client, new_session
 from verifier.aws.imds import instance_identity
@@ -151,7 +151,7 @@ def check_ssm_managed(ssm: Any, instance_id: str) -> None:
             if info.get("InstanceId") == instance_id
         ]
     except AwsError as exc:
-        if _error_code(exc) != "InvalidInstanceId":
+        if exc.code != "InvalidInstanceId":
             raise
         found = []
     ping = str(found[0].get("PingStatus", "unknown")) if found else "not registered"
@@ -266,7 +266,7 @@ def wait_remote_collect(
                 InstanceId=instance_id,
             )
         except AwsError as exc:
-            if _error_code(exc) != "InvocationDoesNotExist":
+            if exc.code != "InvocationDoesNotExist":
                 raise
             missing += 1
             if missing >= _MISSING_INVOCATION_POLLS:
@@ -350,7 +350,7 @@ def download_capture(s3: Any, bucket: str, key: str, destination: Path) -> int:
     try:
         answer = call(s3, "GetObject", iam_action="s3:GetObject", Bucket=bucket, Key=key)
     except AwsError as exc:
-        if _error_code(exc) == "NoSuchKey":
+        if exc.code == "NoSuchKey":
             raise AwsError(
                 f"the collector reported success but uploaded nothing to {location.url} (NoSuchKey)"
             ) from exc.__cause__
@@ -386,7 +386,7 @@ def delete_capture(s3: Any, bucket: str, key: str) -> None:
 
 def _s3_refusal(error: AwsError, action: str, location: S3Location) -> AwsError:
     """One line naming the bucket and the refused action for the refusals an operator fixes in IAM or S3."""
-    code = _error_code(error)
+    code = error.code
     if code == "NoSuchBucket":
         return AwsError(
             f"s3://{location.bucket}: no such bucket ({action} {location.key}): create it, or name another"
@@ -403,13 +403,6 @@ def _s3_refusal(error: AwsError, action: str, location: S3Location) -> AwsError:
             f"key's KMS permissions{missing_key}"
         )
     return error
-
-
-def _error_code(error: AwsError) -> str:
-    cause = error.__cause__
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def _tail(text: str) -> str:

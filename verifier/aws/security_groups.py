@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
-
 from verifier.aws.calls import call, paginate
 from verifier.aws.runstate import RunState
 from verifier.aws.tags import CREATED_BY, TAG_CREATED_BY, TAG_EXPIRES_AT, TAG_RUN_ID
@@ -206,13 +204,6 @@ def fix_vxlan_ingress(
     return tuple(rule_ids)
 
 
-def _not_found(error: AwsError) -> bool:
-    cause = error.__cause__
-    return isinstance(cause, ClientError) and str(cause.response.get("Error", {}).get("Code", "")).endswith(
-        ".NotFound"
-    )
-
-
 def _tags(resource: dict[str, Any]) -> dict[str, str]:
     return {str(tag["Key"]): str(tag["Value"]) for tag in resource.get("Tags", [])}
 
@@ -268,7 +259,7 @@ def remove_vxlan_ingress(ec2: Any, state: RunState) -> tuple[str, ...]:
                 SecurityGroupRuleIds=[rule_id],
             )
         except AwsError as exc:
-            if not _not_found(exc):
+            if not exc.code.endswith(".NotFound"):
                 raise
         removed.append(rule_id)
     return tuple(removed)
