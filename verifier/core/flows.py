@@ -83,13 +83,16 @@ class _Conclusion(NamedTuple):
 
 
 class _Half(DirectionReassembler):
-    """One direction of a flow: its reassembly state plus counters. The table maps its key to it."""
+    """One direction of a flow: its reassembly state plus counters.
 
-    __slots__ = ("fin", "flow", "is_a", "packets", "payload_bytes")
+    It holds no reference to its flow: the table maps a key to (flow, half), so an evicted flow is freed by
+    reference counting alone, with no cycle left for the garbage collector to find.
+    """
 
-    def __init__(self, flow: _Flow, is_a: bool, max_pending: int) -> None:
+    __slots__ = ("fin", "is_a", "packets", "payload_bytes")
+
+    def __init__(self, is_a: bool, max_pending: int) -> None:
         super().__init__(max_pending)
-        self.flow = flow
         self.is_a = is_a  # "a" is the direction of the first packet seen
         self.packets = 0
         self.payload_bytes = 0
@@ -118,8 +121,8 @@ class _Flow:
         self.key_b = key_b
         self.first_ts = ts
         self.last_ts = ts
-        self.a = _Half(self, True, config.max_pending)
-        self.b = _Half(self, False, config.max_pending)
+        self.a = _Half(True, config.max_pending)
+        self.b = _Half(False, config.max_pending)
         self.client_is_a = True
         self.role_rule = "first packet"
         self.midstream = True
@@ -135,7 +138,7 @@ class Analyzer:
     def __init__(self, config: AnalyzerConfig | None = None, keylog: KeyLog | None = None) -> None:
         self.config = config or AnalyzerConfig()
         self.keylog = keylog  # TLS secrets: flows that start after it is set can show TLS 1.3 chains
-        self._flows: dict[bytes, _Half] = {}  # both directions' keys
+        self._flows: dict[bytes, tuple[_Flow, _Half]] = {}  # both directions' keys
         self._open: dict[bytes, _Flow] = {}  # by key_a, one entry per flow
         self._closed: list[_Flow] = []  # finished connections waiting out their linger
         self._finished: list[FlowRecord] = []
@@ -194,13 +197,14 @@ class Analyzer:
                 if base:
                     start = base + ((frame[base + 12] >> 4) << 2)
                     flags = frame[base + 13]
-                    half = flows.get(key)
+                    entry = flows.get(key)
                     if start < base + 20 or end < start or len(frame) < start:
                         pass  # malformed or cut inside the headers: decode_frame says which
-                    elif half is not None and not flags & _CONTROL and end <= len(frame):
+                    elif entry is not None and not flags & _CONTROL and end <= len(frame):
                         # The hot path: a known flow, no control flags, nothing cut.
+                        flow, half = entry
                         half.packets += 1
-                        half.flow.last_ts = ts
+                        flow.last_ts = ts
                         length = end - start
                         if length:
                             half.payload_bytes += length
@@ -208,7 +212,7 @@ class Analyzer:
                             if half.buffering:
                                 data = half.add(seq, frame[start:end])
                                 if data or half.last_gap:
-                                    self._deliver(half.flow, half, data, half.last_gap)
+                                    self._deliver(flow, half, data, half.last_gap)
                             elif seq == half.expect32:
                                 half.next_seq += length  # type: ignore[operator]  # set once tracking
                                 half.expect32 = (seq + length) & 0xFFFFFFFF
@@ -256,15 +260,13 @@ class Analyzer:
 
     def _segment(self, ts: float, key: bytes, flags: int, seq: int, payload: bytes, missing: int) -> None:
         """The slow path: a new flow, control flags or a truncated segment."""
-        half = self._flows.get(key)
-        if half is not None and flags & _SYN and not flags & _ACK:
-            flow = half.flow
+        entry = self._flows.get(key)
+        if entry is not None and flags & _SYN and not flags & _ACK:
+            flow, half = entry
             if flow.closed or half.delivered or half.payload_bytes:
                 self._evict(flow)  # port reuse: a new connection on the same 5-tuple
-                half = None
-        if half is None:
-            half = self._new_flow(ts, key, flags)
-        flow = half.flow
+                entry = None
+        flow, half = self._new_flow(ts, key, flags) if entry is None else entry
         flow.last_ts = ts
         half.packets += 1
         if flags & _SYN:
@@ -285,11 +287,11 @@ class Analyzer:
             else:
                 half.track(seq, len(payload))
                 half.skip(missing)
-        if not flow.closed and (flags & _RST or (flags & _FIN and _fin_both(half))):
+        if not flow.closed and (flags & _RST or (flags & _FIN and _fin_both(flow, half))):
             flow.closed = True
             self._closed.append(flow)
 
-    def _new_flow(self, ts: float, key: bytes, flags: int) -> _Half:
+    def _new_flow(self, ts: float, key: bytes, flags: int) -> tuple[_Flow, _Half]:
         key_b = _reverse_key(key)
         flow = _Flow(key, key_b, ts, self.config)
         if flags & _SYN:
@@ -304,10 +306,11 @@ class Analyzer:
         flow.classifier = FlowClassifier(
             max_bytes=self.config.max_buffer, roles_known=bool(flags & _SYN), keylog=self.keylog
         )
-        self._flows[key] = flow.a
-        self._flows[key_b] = flow.b
+        entry = (flow, flow.a)
+        self._flows[key] = entry
+        self._flows[key_b] = (flow, flow.b)
         self._open[key] = flow
-        return flow.a
+        return entry
 
     def _deliver(self, flow: _Flow, half: _Half, data: bytes, gap: int) -> None:
         classifier = flow.classifier
@@ -345,10 +348,10 @@ class Analyzer:
         if self._open.get(flow.key_a) is not flow:
             return  # already evicted (a closed flow replaced by port reuse, say)
         del self._open[flow.key_a]
-        if self._flows.get(flow.key_a) is flow.a:
-            del self._flows[flow.key_a]
-        if self._flows.get(flow.key_b) is flow.b:
-            del self._flows[flow.key_b]
+        for key in (flow.key_a, flow.key_b):
+            entry = self._flows.get(key)
+            if entry is not None and entry[0] is flow:
+                del self._flows[key]
         for half in (flow.a, flow.b):
             if half.buffering:
                 data = half.flush()
@@ -534,9 +537,8 @@ def _take_roles(flow: _Flow, classifier: FlowClassifier) -> None:
         flow.role_rule = classifier.swap_rule
 
 
-def _fin_both(half: _Half) -> bool:
+def _fin_both(flow: _Flow, half: _Half) -> bool:
     half.fin = True
-    flow = half.flow
     return flow.a.fin and flow.b.fin
 
 

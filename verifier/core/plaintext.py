@@ -214,26 +214,35 @@ def _http_request(data: bytes, final: bool) -> _Verdict:
     return _Hit("http", f'client sent "{_show(line, 80)}"')
 
 
-def _http_status(data: bytes, final: bool) -> int | Literal[False] | None:
-    """The status code of an HTTP/1.x status line at the start of data."""
+# "Not that" for the parsers below that return an int: False would be an int too (0), and compiled code
+# (mypyc) cannot tell the two apart.
+_NO_INT: Final = -1
+
+
+def _http_status(data: bytes, final: bool) -> int | None:
+    """The status code of an HTTP/1.x status line at the start of data; _NO_INT if it is not one."""
     found = _starts(data, b"HTTP/1.", final)
-    if found is not True:
-        return found
+    if found is None:
+        return None
+    if not found:
+        return _NO_INT
     # minor version digit, space, three-digit code, then a space or the end of the line
     shape = data[7:13].translate(_DIGITS_AS_ZERO)
     if shape[5:] in (b"\r", b"\n"):
         shape = shape[:5] + b" "
     if not b"0 000 ".startswith(shape):
-        return False
+        return _NO_INT
     if len(shape) < 6 and (not final or len(shape) < 5):
-        return None if not final else False
+        return None if not final else _NO_INT
     return int(data[9:12])
 
 
 def _http_response(data: bytes, final: bool) -> _Verdict:
     status = _http_status(data, final)
-    if status is None or status is False:
-        return status
+    if status is None:
+        return None
+    if status == _NO_INT:
+        return False
     return _Hit("http", f"server sent an HTTP/1.{chr(data[7])} response, status {status}")
 
 
@@ -259,7 +268,7 @@ def _http_upgrade(client: bytes, server: bytes, final: bool) -> _Outcome | None:
             return Upgrade("http", client_end, 0), "TLS in the tunnel (proxy side not captured)"
         return None, "no proxy answer seen"
     status = _http_status(server, final)
-    if status is False:
+    if status == _NO_INT:
         return None, "proxy answer unreadable"
     answer_end = server.find(b"\r\n\r\n", 0, _MAX_HEADERS)
     if status is None or answer_end < 0:
@@ -1060,23 +1069,27 @@ def _pop3_answer(server: bytes, before: int, tag: bytes) -> _Answer:
             return False
         if index < before and status.startswith(b"+OK"):
             after_list = _after_dot_line(server, pos)
-            if after_list is None or after_list is False:
-                return after_list
+            if after_list is None:
+                return None
+            if after_list == _NO_INT:
+                return False
             pos = after_list
     accepted = status.startswith(b"+OK")
     return accepted, pos, "+OK" if accepted else "-ERR"
 
 
-def _after_dot_line(server: bytes, pos: int) -> int | Literal[False] | None:
-    """The offset after a multi-line POP3 answer's closing "." line."""
+def _after_dot_line(server: bytes, pos: int) -> int | None:
+    """The offset after a multi-line POP3 answer's closing "." line; _NO_INT if there is none."""
     for _ in range(256):
         got = _line_at(server, pos, 512)
-        if got is None or got is False:
-            return got
+        if got is None:
+            return None
+        if got is False:
+            return _NO_INT
         line, pos = got
         if line == b".":
             return pos
-    return False
+    return _NO_INT
 
 
 def _imap_accepts(line: bytes) -> bool:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import operator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -51,8 +52,7 @@ class JsonReportWriter:
         else:
             self._out.write(",\n  ")
         self._flows += 1
-        # json.dumps, not json.dump: dump streams through the pure-Python encoder, dumps uses the C one.
-        self._out.write(json.dumps(flow_to_dict(record), separators=(", ", ": ")))
+        self._out.write(_FLOW_ENCODER.encode(flow_to_dict(record)))
 
     def _header(self) -> None:
         self._out.write(f'{{"schema_version": {json.dumps(self._schema_version)},\n')
@@ -97,11 +97,15 @@ def report_to_dict(report: Report) -> dict[str, Any]:
 
 
 _FLOW_FIELDS = tuple(field.name for field in fields(FlowRecord))
+_flow_values = operator.attrgetter(*_FLOW_FIELDS)  # every field in one call
+# One encoder for every flow: json.dumps with any option set builds a new encoder per call. encode(), not
+# dump(): dump streams through the pure-Python encoder, encode uses the C one.
+_FLOW_ENCODER = json.JSONEncoder(separators=(", ", ": "))
 
 
 def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     # Not dataclasses.asdict: its recursive deep copy costs more than the whole analysis of a flow.
-    record = {name: getattr(flow, name) for name in _FLOW_FIELDS}
+    record = dict(zip(_FLOW_FIELDS, _flow_values(flow), strict=True))
     record["first_seen"] = _iso(flow.first_seen)
     record["last_seen"] = _iso(flow.last_seen)
     record["cipher_suite"] = f"0x{flow.cipher_suite:04x}" if flow.cipher_suite is not None else None

@@ -105,8 +105,9 @@ class _BackgroundSha256:
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)  # bounds the chunks held in memory
-        self._thread = threading.Thread(target=self._run, name="capture-sha256", daemon=True)
-        self._thread.start()
+        # Not "_thread": mypyc would name its C field __thread, a C keyword.
+        self._worker = threading.Thread(target=self._run, name="capture-sha256", daemon=True)
+        self._worker.start()
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
@@ -116,9 +117,9 @@ class _BackgroundSha256:
         self._queue.put(chunk)
 
     def close(self) -> None:
-        if self._thread.is_alive():
+        if self._worker.is_alive():
             self._queue.put(None)
-            self._thread.join()
+            self._worker.join()
 
     def hexdigest(self) -> str:
         self.close()

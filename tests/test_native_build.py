@@ -1,0 +1,88 @@
+"""The compiled build (setup.py, VERIFIER_COMPILE=1, mypyc) writes the same reports as the pure one.
+
+mypyc compiles the engine's modules as they are, but compiled code is not always Python: a value typed
+``int | Literal[False]`` came back as 0 instead of False, say. So both builds analyse the same inputs (the
+project's captures with their CA, the whole corpus with every key log, and a generated 100k-packet benchmark
+capture) and every report format they write must be byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, REPO
+
+NATIVE_VERIFIER = REPO / ".venv-native" / "bin" / "verifier"
+PURE_VERIFIER = Path(sys.executable).parent / "verifier"
+BENCH_GENERATOR = REPO.parent / "shared" / "bench" / "make_bench_pcap.py"
+FORMATS = "json,html,sarif,junit,markdown"
+
+
+@pytest.fixture(scope="module")
+def native_verifier() -> Path:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler: the compiled build cannot be made here")
+    built = subprocess.run(
+        [REPO / "scripts" / "build-native"], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    version = subprocess.run([NATIVE_VERIFIER, "--version"], capture_output=True, text=True, check=True)
+    assert "compiled with mypyc" in version.stdout
+    return NATIVE_VERIFIER
+
+
+def _reports(verifier: Path, arguments: list[str], where: Path) -> dict[str, bytes]:
+    where.mkdir()
+    # Run from the output directory: from the repository root, the sources would shadow the compiled modules.
+    done = subprocess.run(
+        [verifier, "analyze", *arguments, "--format", FORMATS, "--output-dir", where],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: the inputs have plaintext flows
+    return {path.name: path.read_bytes() for path in sorted(where.iterdir())}
+
+
+def _same_reports(native: Path, arguments: list[str], tmp_path: Path) -> int:
+    pure = _reports(PURE_VERIFIER, arguments, tmp_path / "pure")
+    compiled = _reports(native, arguments, tmp_path / "compiled")
+    assert sorted(pure) == sorted(compiled) and len(pure) == len(FORMATS.split(","))
+    for name, document in pure.items():
+        assert compiled[name] == document, f"{name} differs between the pure and the compiled build"
+    return pure["report.json"].count(b'"client": ')
+
+
+def test_the_projects_captures(native_verifier: Path, tmp_path: Path) -> None:
+    captures = sorted(str(path) for path in (REPO / "captures").glob("*.pcap"))
+    arguments = [*captures, "--ca", str(REPO / "captures" / "pki" / "root-ca.pem")]
+    assert _same_reports(native_verifier, arguments, tmp_path) >= 10
+
+
+def test_the_corpus_with_every_key_log(native_verifier: Path, tmp_path: Path) -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    keylog = tmp_path / "all.keys"
+    keylog.write_bytes(b"\n".join(path.read_bytes() for path in sorted((CORPUS / "keys").iterdir())))
+    captures = sorted(str(path) for path in (CORPUS / "files").iterdir())
+    assert _same_reports(native_verifier, [*captures, "--keylog", str(keylog)], tmp_path) > 50
+
+
+def test_a_generated_benchmark_capture(native_verifier: Path, tmp_path: Path) -> None:
+    if not BENCH_GENERATOR.is_file():
+        pytest.skip(f"benchmark generator not found at {BENCH_GENERATOR}")
+    capture = tmp_path / "bench.pcap"
+    subprocess.run(
+        [sys.executable, BENCH_GENERATOR, "--out", capture, "--packets", "100000", "--no-truth"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert _same_reports(native_verifier, [str(capture)], tmp_path) > 5000
