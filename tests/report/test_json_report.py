@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import REPO
 from tests.report.samples import PCA, as_run
 from verifier.analysis import SCHEMA_VERSION, Judging, analyze_files
 from verifier.core.model import FlowRecord
 from verifier.core.policy import Policy, PolicyException
-from verifier.report.json_report import JsonReportWriter, flow_to_dict, report_to_dict
+from verifier.report.json_report import JsonReportWriter, _iso, flow_to_dict, report_to_dict
 
 CAPTURE = REPO / "captures" / "vxlan-tls12-chain.pcap"
 
@@ -112,3 +115,18 @@ def test_every_member_is_documented() -> None:
     )
     missing = sorted(name for name in members if f"`{name}`" not in text)
     assert not missing
+
+
+@given(st.floats(min_value=0, max_value=2**35, allow_nan=False, allow_infinity=False))
+def test_timestamps_are_written_as_datetime_writes_them(timestamp: float) -> None:
+    expected = (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+    assert _iso(timestamp) == expected
+
+
+def test_timestamps_round_half_to_even_at_the_microsecond() -> None:
+    assert _iso(0.0000005) == "1970-01-01T00:00:00.000000Z"
+    assert _iso(0.0000015) == "1970-01-01T00:00:00.000002Z"
+    assert _iso(1.9999996) == "1970-01-01T00:00:02.000000Z"  # the carry reaches the seconds
+    assert _iso(None) is None

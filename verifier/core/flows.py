@@ -36,10 +36,6 @@ _SERVICE_PORTS = frozenset(
      9042, 9092, 9093, 9200, 9300, 10250, 11211, 15672, 27017}
 )  # fmt: skip
 
-_IPV4_IHL5 = b"\x08\x00\x45"  # ethertype IPv4, then version 4 with a 20-byte header
-_VXLAN_PORT = b"\x12\xb5"  # 4789
-_NOT_FRAGMENTED = frozenset({b"\x00\x00", b"\x40\x00"})  # flags/offset: none, or DF only
-
 
 DEFAULT_MAX_BUFFER = 256 * 1024
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -175,25 +171,37 @@ class Analyzer:
                     next_sweep = self._next_sweep
                 # Fast path: Ethernet/IPv4 carrying VXLAN(Ethernet/IPv4/TCP) or TCP directly, unfragmented,
                 # 20-byte IP headers. Anything else goes to decode_frame, which handles every layout.
+                # Single bytes are compared, not slices: compiled (mypyc), a slice is an allocation.
                 base = 0
-                if linktype == 1 and frame[12:15] == _IPV4_IHL5 and len(frame) >= 54:
+                if (
+                    linktype == 1
+                    and len(frame) >= 54
+                    and frame[12] == 0x08  # ethertype IPv4
+                    and frame[13] == 0x00
+                    and frame[14] == 0x45  # version 4, 20-byte header
+                    and not frame[20] & 0xBF  # no fragment: flags DF at most, offset 0
+                    and not frame[21]
+                ):
                     if (
                         frame[23] == 17
-                        and frame[36:38] == _VXLAN_PORT
-                        and frame[62:65] == _IPV4_IHL5
+                        and frame[36] == 0x12  # UDP port 4789
+                        and frame[37] == 0xB5
                         and len(frame) >= 104
+                        and frame[62] == 0x08
+                        and frame[63] == 0x00
+                        and frame[64] == 0x45
                         and frame[73] == 6
                         and frame[42] & 0x08
-                        and frame[20:22] in _NOT_FRAGMENTED
-                        and frame[70:72] in _NOT_FRAGMENTED
+                        and not frame[70] & 0xBF
+                        and not frame[71]
                     ):
                         key = frame[46:49] + frame[76:88]
                         base = 84
-                        end = 64 + int.from_bytes(frame[66:68])
-                    elif frame[23] == 6 and frame[20:22] in _NOT_FRAGMENTED:
+                        end = 64 + (frame[66] << 8 | frame[67])
+                    elif frame[23] == 6:
                         key = frame[26:38]
                         base = 34
-                        end = 14 + int.from_bytes(frame[16:18])
+                        end = 14 + (frame[16] << 8 | frame[17])
                 if base:
                     start = base + ((frame[base + 12] >> 4) << 2)
                     flags = frame[base + 13]

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import operator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
@@ -109,8 +110,9 @@ def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     record["first_seen"] = _iso(flow.first_seen)
     record["last_seen"] = _iso(flow.last_seen)
     record["cipher_suite"] = f"0x{flow.cipher_suite:04x}" if flow.cipher_suite is not None else None
-    record["verdict"] = flow.verdict.value
-    record["identity"] = flow.identity.value if flow.identity is not None else None
+    # str() of a StrEnum is its value, without the Python-level property behind .value.
+    record["verdict"] = str(flow.verdict)
+    record["identity"] = str(flow.identity) if flow.identity is not None else None
     record["identity_checks"] = [
         {"name": check.name, "status": check.status.value, "detail": check.detail}
         for check in flow.identity_checks
@@ -161,10 +163,31 @@ def certificate_to_dict(der: bytes, digest: str | None = None) -> dict[str, Any]
     return entry
 
 
+# Each flow has two timestamps and most share their second with the previous flow's: the date and time of
+# day are formatted once per second, the microseconds per call. Bounded: cleared when full.
+_SECOND_TEXT: dict[int, str] = {}
+_SECOND_TEXT_MAX = 4096
+
+
 def _iso(timestamp: float | None) -> str | None:
+    """RFC 3339 UTC with microseconds, rounded as datetime.fromtimestamp rounds (half to even)."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    fraction, whole = math.modf(timestamp)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    text = _SECOND_TEXT.get(second)
+    if text is None:
+        if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micro:06d}Z"
 
 
 def report_from_dict(data: dict[str, Any]) -> Report:
