@@ -143,7 +143,9 @@ def test_ca_bundle_judges_chains(tmp_path: Path) -> None:
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("verifier ")
-    assert result.stdout.rstrip().endswith("(pure Python)")  # the suite runs the sources; see test_native_build
+    assert result.stdout.rstrip().endswith(
+        "(pure Python)"
+    )  # the suite runs the sources; see test_native_build
 
 
 def test_expect_name_overrides_the_sni_for_that_server(tmp_path: Path) -> None:
