@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from tests.conftest import REPO
 from tests.report.samples import PCA, as_run
 from verifier.analysis import SCHEMA_VERSION, Judging, analyze_files
-from verifier.core.model import FlowRecord
+from verifier.core.chains import Check, CheckStatus
+from verifier.core.model import FlowRecord, Verdict
 from verifier.core.policy import Policy, PolicyException
-from verifier.report.json_report import JsonReportWriter, _iso, flow_to_dict, report_to_dict
+from verifier.report.json_report import JsonReportWriter, _iso, flow_json, flow_to_dict, report_to_dict
 
 CAPTURE = REPO / "captures" / "vxlan-tls12-chain.pcap"
 
@@ -130,3 +131,69 @@ def test_timestamps_round_half_to_even_at_the_microsecond() -> None:
     assert _iso(0.0000015) == "1970-01-01T00:00:00.000002Z"
     assert _iso(1.9999996) == "1970-01-01T00:00:02.000000Z"  # the carry reaches the seconds
     assert _iso(None) is None
+
+
+def _flow_json_as_the_encoder_writes_it(record: FlowRecord) -> None:
+    assert flow_json(record) == json.JSONEncoder(separators=(", ", ": ")).encode(flow_to_dict(record))
+
+
+def test_flow_json_is_the_encoders_text_for_every_flow_of_the_projects_captures() -> None:
+    records = analyze_files(sorted((REPO / "captures").glob("*.pcap"))).flows
+    assert len(records) >= 10
+    for record in records:
+        _flow_json_as_the_encoder_writes_it(record)
+
+
+_TEXT = st.text(max_size=12)  # any code point: escapes, control characters, surrogates, non-ASCII
+_MAYBE_TEXT = st.none() | _TEXT
+_COUNT = st.integers(min_value=0, max_value=2**63)
+
+
+@given(
+    st.builds(
+        FlowRecord,
+        client=_TEXT,
+        server=_TEXT,
+        vni=st.none() | st.integers(min_value=0, max_value=2**24 - 1),
+        first_seen=st.floats(min_value=0, max_value=2**33, allow_nan=False),
+        last_seen=st.floats(min_value=0, max_value=2**33, allow_nan=False),
+        role_rule=_TEXT,
+        midstream=st.booleans(),
+        handshake_seen=st.booleans(),
+        category=_TEXT,
+        protocol=_MAYBE_TEXT,
+        upgrade_from=_MAYBE_TEXT,
+        tls_version=_MAYBE_TEXT,
+        cipher_suite=st.none() | st.integers(min_value=0, max_value=0xFFFF),
+        cipher_suite_name=_MAYBE_TEXT,
+        sni=_MAYBE_TEXT,
+        alpn=_MAYBE_TEXT,
+        alpn_offered=st.lists(_TEXT, max_size=3).map(tuple),
+        ja4=_MAYBE_TEXT,
+        hello_retry_request=st.booleans(),
+        server_certificates=st.lists(_TEXT, max_size=3).map(tuple),
+        client_certificates=st.lists(_TEXT, max_size=2).map(tuple),
+        chain_source=_MAYBE_TEXT,
+        chain_note=_MAYBE_TEXT,
+        alerts=st.lists(_TEXT, max_size=2).map(tuple),
+        evidence=_TEXT,
+        evidence_truncated=st.booleans(),
+        identity=st.none() | st.sampled_from(Verdict),
+        identity_checks=st.lists(
+            st.builds(Check, name=_TEXT, status=st.sampled_from(CheckStatus), detail=_TEXT), max_size=2
+        ).map(tuple),
+        packets_client=_COUNT,
+        packets_server=_COUNT,
+        bytes_client=_COUNT,
+        bytes_server=_COUNT,
+        retransmissions=_COUNT,
+        out_of_order=_COUNT,
+        gaps=_COUNT,
+        gap_bytes=_COUNT,
+        truncated_frames=_COUNT,
+        verdict=st.sampled_from(Verdict),
+        reason=_TEXT,
+    )
+)
+def test_flow_json_is_the_encoders_text_for_any_record(record: FlowRecord) -> None:
+    _flow_json_as_the_encoder_writes_it(record)
