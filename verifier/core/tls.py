@@ -595,7 +595,8 @@ _VERSION_NAMES = {
 
 def version_name(version: int) -> str:
     """Display name of a protocol version; draft TLS 1.3 versions are TLS1.3."""
-    return _VERSION_NAMES.get(_normalized_version(version), f"0x{version:04x}")
+    name = _VERSION_NAMES.get(_normalized_version(version))
+    return name if name is not None else f"0x{version:04x}"  # formatted only when needed: a hot path
 
 
 # IANA TLS Cipher Suites registry names, plus the pre-standard EXPORT1024 and ChaCha20 suites still seen in
@@ -984,7 +985,8 @@ _CIPHER_SUITE_CLASSES = {suite: _class_of(name) for suite, name in _CIPHER_SUITE
 
 
 def cipher_suite_name(suite: int) -> str:
-    return _CIPHER_SUITE_NAMES.get(suite, f"0x{suite:04x}")
+    name = _CIPHER_SUITE_NAMES.get(suite)
+    return name if name is not None else f"0x{suite:04x}"
 
 
 def cipher_suite_class(suite: int) -> str:
