@@ -1233,7 +1233,8 @@ def _report_file(output: Path | None) -> Iterator[TextIO]:
         return
     partial = output.with_name(f".{output.name}.partial")
     try:
-        handle = partial.open("w", encoding="utf-8")
+        # A large buffer: a report of many flows is tens of MB, written a flow at a time.
+        handle = partial.open("w", encoding="utf-8", buffering=1 << 20)
     except OSError as exc:
         raise UsageError(f"{output}: cannot write the report: {exc.strerror or exc}") from exc
     try:
