@@ -43,9 +43,10 @@ class DirectionReassembler:
         self.next_seq: int | None = None  # unwrapped (64-bit) next expected sequence number
         self.expect32 = -1  # next_seq modulo 2**32 while tracking: lets the caller skip in-order segments
         self.delivered = 0  # contiguous payload bytes handed out while buffering
-        self.pending: dict[int, bytes] = {}
+        # Both made on first use: most directions never need them, and long-lived flows are many.
+        self.pending: dict[int, bytes] | None = None  # out-of-order segments by unwrapped start
         self.pending_bytes = 0
-        self.holes: list[list[int]] = []  # [start, end) unwrapped, only while tracking
+        self.holes: list[list[int]] | None = None  # [start, end) unwrapped, only while tracking
         self.gaps = 0
         self.gap_bytes = 0
         self.last_gap = 0  # bytes skipped just before the data returned by the last add()
@@ -85,9 +86,12 @@ class DirectionReassembler:
             self.delivered += len(fresh)
             return self._drain(fresh) if self.pending else fresh
         start = self.next_seq + delta
-        if start not in self.pending or len(self.pending[start]) < length:
-            self.pending_bytes += length - len(self.pending.get(start, b""))
-            self.pending[start] = payload
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = {}
+        if start not in pending or len(pending[start]) < length:
+            self.pending_bytes += length - len(pending.get(start, b""))
+            pending[start] = payload
         self.out_of_order += 1
         if self.pending_bytes > self.max_pending:
             return self._skip_to_pending()
@@ -119,20 +123,21 @@ class DirectionReassembler:
 
     def finish(self) -> None:
         """Count holes never filled as gaps."""
-        for start, end in self.holes:
+        for start, end in self.holes or ():
             self.gaps += 1
             self.gap_bytes += end - start
-        self.holes.clear()
+        self.holes = None
 
     def _drain(self, data: bytes) -> bytes:
         chunks = [data]
         assert self.next_seq is not None
-        while self.pending:
+        pending = self.pending
+        while pending:
             # Segments that are now wholly or partly behind next_seq.
-            start = min(self.pending)
+            start = min(pending)
             if start > self.next_seq:
                 break
-            segment = self.pending.pop(start)
+            segment = pending.pop(start)
             self.pending_bytes -= len(segment)
             fresh = segment[self.next_seq - start :]
             if fresh:
@@ -142,17 +147,18 @@ class DirectionReassembler:
         return b"".join(chunks)
 
     def _skip_to_pending(self) -> bytes:
-        assert self.next_seq is not None
-        start = min(self.pending)
+        pending = self.pending
+        assert self.next_seq is not None and pending  # callers check that something waits
+        start = min(pending)
         skipped = start - self.next_seq
         self.gaps += 1
         self.gap_bytes += skipped
         self.next_seq = start
-        segment = self.pending.pop(start)
+        segment = pending.pop(start)
         self.pending_bytes -= len(segment)
         self.next_seq += len(segment)
         self.delivered += len(segment)
-        data = self._drain(segment) if self.pending else segment
+        data = self._drain(segment) if pending else segment
         self.last_gap = skipped
         return data
 
@@ -171,24 +177,28 @@ class DirectionReassembler:
     def _track(self, start: int, length: int) -> None:
         assert self.next_seq is not None
         end = start + length
+        holes = self.holes
         if start >= self.next_seq:
             if start > self.next_seq:
-                self.holes.append([self.next_seq, start])
-                if len(self.holes) > _MAX_TRACKED_HOLES:
-                    lost_start, lost_end = self.holes.pop(0)
+                if holes is None:
+                    holes = self.holes = []
+                holes.append([self.next_seq, start])
+                if len(holes) > _MAX_TRACKED_HOLES:
+                    lost_start, lost_end = holes.pop(0)
                     self.gaps += 1
                     self.gap_bytes += lost_end - lost_start
             self.next_seq = max(self.next_seq, end)
             return
         if length == 0:
             return
-        for index, (hole_start, hole_end) in enumerate(self.holes):
+        for index, (hole_start, hole_end) in enumerate(holes or ()):
             if start < hole_end and end > hole_start:
                 # A late segment filling (part of) a hole: reordering, not loss.
                 self.out_of_order += 1
                 pieces = [[hole_start, start]] if start > hole_start else []
                 if end < hole_end:
                     pieces.append([end, hole_end])
-                self.holes[index : index + 1] = pieces
+                assert holes is not None  # the loop ran over them
+                holes[index : index + 1] = pieces
                 return
         self.retransmissions += 1
