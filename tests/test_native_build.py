@@ -1,13 +1,15 @@
-"""The compiled build (setup.py, VERIFIER_COMPILE=1, mypyc) writes the same reports as the pure one.
+"""The compiled build (setup.py, VERIFIER_COMPILE=1, mypyc) behaves as the pure one.
 
 mypyc compiles the engine's modules as they are, but compiled code is not always Python: a value typed
-``int | Literal[False]`` came back as 0 instead of False, say. So both builds analyse the same inputs (the
-project's captures with their CA, the whole corpus with every key log, and a generated 100k-packet benchmark
-capture) and every report format they write must be byte for byte the same.
+``int | Literal[False]`` came back as 0 instead of False, and a dropped generator is never finalized, say. So
+both builds analyse the same inputs (the project's captures with their CA, the whole corpus with every key
+log, and a generated 100k-packet benchmark capture) and every report format they write must be byte for byte
+the same; and the engine's unit tests, hypothesis fuzzing included, run again against the compiled modules.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -86,3 +88,26 @@ def test_a_generated_benchmark_capture(native_verifier: Path, tmp_path: Path) ->
         timeout=300,
     )
     assert _same_reports(native_verifier, [str(capture)], tmp_path) > 5000
+
+
+# The unit tests of the compiled modules and of what drives them.
+UNIT_TESTS = ["tests/core", "tests/sources", "tests/report", "tests/test_analysis.py", "tests/test_corpus.py"]
+
+
+def test_the_unit_tests_pass_against_the_compiled_modules(native_verifier: Path) -> None:
+    site_packages = next((REPO / ".venv-native" / "lib").glob("python3.*/site-packages"))
+    # The compiled package first on the path, and pytest's own insertion of the repository (where the
+    # sources would shadow it) last: --import-mode=append. tests/conftest.py checks which build it got.
+    environment = {**os.environ, "PYTHONPATH": str(site_packages), "VERIFIER_TESTS_EXPECT_COMPILED": "1"}
+    pytest_command = Path(sys.executable).parent / "pytest"  # not `python -m`: that puts the sources first
+    run = subprocess.run(
+        [pytest_command, "--import-mode=append", "-q", "-p", "no:cacheprovider", *UNIT_TESTS],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout

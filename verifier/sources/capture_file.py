@@ -18,7 +18,7 @@ import queue
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +91,10 @@ class _SectionInterface(NamedTuple):  # a tuple: the packet loop unpacks it in o
     snaplen: int
 
 
+# (timestamp in seconds since the epoch, link type, captured bytes, original length); close() to stop early
+_FrameGenerator = Generator[tuple[float, int, bytes, int], None, None]
+
+
 class CaptureTruncatedError(CaptureFormatError):
     """The file ends inside a record: every frame before it was read; the caller decides whether to go on."""
 
@@ -142,6 +146,9 @@ class CaptureReader:
         self._raw_done = False
         # frames(): "new" (not called), "running" (its generator is live), "done" (it ended or was closed).
         self._frames_state = "new"
+        # The generator frames() returned, held until it ends or is closed: one the caller merely drops is
+        # finalized at once by CPython but never by compiled (mypyc) code, so neither may count on that.
+        self._frames: _FrameGenerator | None = None
         try:
             self._file: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by __exit__
             self._size = os.fstat(self._file.fileno()).st_size
@@ -163,6 +170,7 @@ class CaptureReader:
         self.close()
 
     def close(self) -> None:
+        self._frames = None
         self._hash.close()
         self._file.close()
 
@@ -181,10 +189,13 @@ class CaptureReader:
 
     @property
     def sha256(self) -> str:
-        """SHA-256 of the file as stored, hashed while reading; any part frames() left unread is read now."""
+        """SHA-256 of the file as stored, hashed while reading; any part frames() left unread is read now.
+
+        Once frames() has started, it must first be exhausted or closed (its ``close()``).
+        """
         if not self._raw_done:
             if self._frames_state == "running":
-                raise RuntimeError("sha256 is known once frames() has been exhausted")
+                raise RuntimeError("sha256 is known once frames() has been exhausted or closed")
             if self._file.closed:
                 raise RuntimeError("sha256 is unknown: the capture was closed before it was read to the end")
             self._frames_state = "done"
@@ -196,14 +207,13 @@ class CaptureReader:
     def tls_key_log(self) -> bytes:
         return b"".join(self._tls_secrets)
 
-    def frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+    def frames(self) -> _FrameGenerator:
         """Yield (timestamp in seconds since the epoch, link type, captured bytes, original length)."""
         if self._frames_state != "new":
             raise RuntimeError("frames() reads the file as a stream: it can be called once, before sha256")
         self._frames_state = "running"
-        if self.format == "pcap":
-            return self._pcap_frames()
-        return self._pcapng_frames()
+        self._frames = self._pcap_frames() if self.format == "pcap" else self._pcapng_frames()
+        return self._frames
 
     # Stream plumbing -------------------------------------------------------------------------------------
 
@@ -294,7 +304,7 @@ class CaptureReader:
 
     # pcap ------------------------------------------------------------------------------------------------
 
-    def _pcap_frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+    def _pcap_frames(self) -> _FrameGenerator:
         try:
             chunks, buf = self._chunks, self._head
             order, per_second, record_header_len = _PCAP_MAGICS[buf[:4]]
@@ -357,7 +367,7 @@ class CaptureReader:
 
     # pcapng ----------------------------------------------------------------------------------------------
 
-    def _pcapng_frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+    def _pcapng_frames(self) -> _FrameGenerator:
         try:
             chunks, buf = self._chunks, self._head
             base = 0  # stream offset of buf[0]
