@@ -40,7 +40,6 @@ def native_verifier() -> Path:
 
 def _reports(verifier: Path, arguments: list[str], where: Path) -> dict[str, bytes]:
     where.mkdir()
-    # Run from the output directory: from the repository root, the sources would shadow the compiled modules.
     done = subprocess.run(
         [verifier, "analyze", *arguments, "--format", FORMATS, "--output-dir", where],
         cwd=where,

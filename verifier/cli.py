@@ -245,7 +245,7 @@ def analyze(
     chosen = parse_formats(formats)
     if "asff" in chosen:
         raise UsageError("--format asff needs the AWS account of a run: use it with `verifier run`")
-    with _interruptible(), _output_file(output, profile, region) as local_output:
+    with _interruptible(), _paced_gc(), _output_file(output, profile, region) as local_output:
         report = _write_reports(
             chosen,
             local_output,
@@ -1226,6 +1226,21 @@ def _interruptible() -> Iterator[None]:
 
 
 @contextmanager
+def _paced_gc() -> Iterator[None]:
+    """The analysis of a file allocates millions of short-lived objects and leaves no reference cycle
+    behind, so the garbage collector's default pace (a pass every 700 allocations) cost about a tenth of the
+    run for nothing. Startup objects (modules, classes) are frozen out of its passes altogether."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextmanager
 def _report_file(output: Path | None) -> Iterator[TextIO]:
     """stdout, or a temporary file beside OUTPUT renamed into place only when the report is complete."""
     if output is None:
@@ -1250,11 +1265,6 @@ def main() -> None:
 
     Typer reports usage errors itself (exit 2); our own errors come out of the command as VerifierError.
     """
-    # The analysis allocates millions of short-lived objects and leaves no reference cycles behind, so the
-    # collector's default pace (a pass every 700 allocations) costs about a tenth of the run for nothing.
-    # Startup objects (modules, classes) are frozen out of its passes altogether.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
     try:
         app()
     except VerifierError as exc:

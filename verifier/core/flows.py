@@ -184,6 +184,7 @@ class Analyzer:
                 ):
                     if (
                         frame[23] == 17
+                        and (frame[16] or frame[17] >= 20 or not frame[17])  # total length >= 20, or 0 (TSO)
                         and frame[36] == 0x12  # UDP port 4789
                         and frame[37] == 0xB5
                         and len(frame) >= 104

@@ -238,7 +238,9 @@ def _utc(timestamp: float) -> str:
     if text is None:
         if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
             _SECOND_TEXT.clear()
-        text = _SECOND_TEXT[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits.
+        text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
+        _SECOND_TEXT[second] = text
     return f"{text}.{micro:06d}Z"
 
 
