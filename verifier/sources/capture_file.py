@@ -324,6 +324,11 @@ class CaptureReader:
             max_caplen = _max_caplen(snaplen)
             # Record header: ts seconds, ts fraction (us or ns), captured length, original length.
             unpack = struct.Struct(order + "IIII").unpack_from
+            # Typed, because unpack_from's tuple is not: compiled (mypyc), the arithmetic on them is native.
+            seconds: int
+            fraction: int
+            caplen: int
+            orig_len: int
             base = 0  # stream offset of buf[0]
             pos = 24
             end_buf = len(buf)
@@ -379,6 +384,14 @@ class CaptureReader:
             epb = struct.Struct(order + "IIIII").unpack_from
             section: list[_SectionInterface] = []
             last_ts = 0.0
+            # Typed, because the unpacked tuples are not: compiled (mypyc), the arithmetic on them is native.
+            block_type: int
+            block_len: int
+            interface_id: int
+            ts_high: int
+            ts_low: int
+            caplen: int
+            orig_len: int
             while True:
                 # 12 bytes: a block's type and length, and an SHB's byte-order magic after them.
                 if pos + 12 > end_buf:
