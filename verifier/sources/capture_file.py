@@ -385,11 +385,11 @@ class CaptureReader:
             section: list[_SectionInterface] = []
             last_ts = 0.0
             # Typed, because the unpacked tuples are not: compiled (mypyc), the arithmetic on them is native.
+            # Not the timestamp halves: native int / int goes through doubles, which rounds a nanosecond
+            # count (beyond 2**53) before dividing; Python's division is exact, and so must the build's be.
             block_type: int
             block_len: int
             interface_id: int
-            ts_high: int
-            ts_low: int
             caplen: int
             orig_len: int
             while True:
