@@ -173,9 +173,10 @@ class Analyzer:
                 # 20-byte IP headers. Anything else goes to decode_frame, which handles every layout.
                 # Single bytes are compared, not slices: compiled (mypyc), a slice is an allocation.
                 base = 0
+                captured = len(frame)
                 if (
                     linktype == 1
-                    and len(frame) >= 54
+                    and captured >= 54
                     and frame[12] == 0x08  # ethertype IPv4
                     and frame[13] == 0x00
                     and frame[14] == 0x45  # version 4, 20-byte header
@@ -187,7 +188,7 @@ class Analyzer:
                         and (frame[16] or frame[17] >= 20 or not frame[17])  # total length >= 20, or 0 (TSO)
                         and frame[36] == 0x12  # UDP port 4789
                         and frame[37] == 0xB5
-                        and len(frame) >= 104
+                        and captured >= 104
                         and frame[62] == 0x08
                         and frame[63] == 0x00
                         and frame[64] == 0x45
@@ -207,9 +208,9 @@ class Analyzer:
                     start = base + ((frame[base + 12] >> 4) << 2)
                     flags = frame[base + 13]
                     entry = flows.get(key)
-                    if start < base + 20 or end < start or len(frame) < start:
+                    if start < base + 20 or end < start or captured < start:
                         pass  # malformed or cut inside the headers: decode_frame says which
-                    elif entry is not None and not flags & _CONTROL and end <= len(frame):
+                    elif entry is not None and not flags & _CONTROL and end <= captured:
                         # The hot path: a known flow, no control flags, nothing cut.
                         flow, half = entry
                         half.packets += 1
