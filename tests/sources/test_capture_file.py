@@ -332,6 +332,10 @@ def test_sha256_is_complete_even_when_frames_stop_early(tmp_path: Path) -> None:
         pass
     with pytest.raises(RuntimeError, match="closed before it was read to the end"):
         _ = reader.sha256
+    with open_capture(path) as reader:
+        next(reader.frames())
+    with pytest.raises(RuntimeError, match="closed before it was read to the end"):
+        _ = reader.sha256  # closing the reader closed its live frames() too
 
 
 # errors -------------------------------------------------------------------------------------------------

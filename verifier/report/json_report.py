@@ -100,8 +100,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
 
 _FLOW_FIELDS = tuple(field.name for field in fields(FlowRecord))
 _flow_values = operator.attrgetter(*_FLOW_FIELDS)  # every field in one call
-# One encoder for every flow: json.dumps with any option set builds a new encoder per call. encode(), not
-# dump(): dump streams through the pure-Python encoder, encode uses the C one.
+# The flows' separators: flow_json writes what this encoder would write for flow_to_dict.
 _FLOW_ENCODER = json.JSONEncoder(separators=(", ", ": "))
 
 
@@ -111,13 +110,9 @@ def flow_to_dict(flow: FlowRecord) -> dict[str, Any]:
     record["first_seen"] = _iso(flow.first_seen)
     record["last_seen"] = _iso(flow.last_seen)
     record["cipher_suite"] = f"0x{flow.cipher_suite:04x}" if flow.cipher_suite is not None else None
-    # str() of a StrEnum is its value, without the Python-level property behind .value.
-    record["verdict"] = str(flow.verdict)
-    record["identity"] = str(flow.identity) if flow.identity is not None else None
-    record["identity_checks"] = [
-        {"name": check.name, "status": check.status.value, "detail": check.detail}
-        for check in flow.identity_checks
-    ]
+    record["verdict"] = flow.verdict.value
+    record["identity"] = flow.identity.value if flow.identity is not None else None
+    record["identity_checks"] = _checks_to_list(flow.identity_checks)
     for name in ("server_certificates", "client_certificates", "alerts", "alpn_offered"):
         record[name] = list(record[name])
     return record
@@ -133,7 +128,8 @@ def flow_json(flow: FlowRecord) -> str:
     suite = flow.cipher_suite
     suite_text = "null" if suite is None else f'"0x{suite:04x}"'
     identity = flow.identity
-    checks = _FLOW_ENCODER.encode(flow_to_dict(flow)["identity_checks"]) if flow.identity_checks else "[]"
+    checks = _FLOW_ENCODER.encode(_checks_to_list(flow.identity_checks))
+    # str() of a StrEnum (verdicts) is its value, without the Python-level property behind .value.
     return (
         f'{{"client": {_text(flow.client)}, "server": {_text(flow.server)}, '
         f'"vni": {"null" if flow.vni is None else flow.vni}, '
@@ -158,6 +154,10 @@ def flow_json(flow: FlowRecord) -> str:
         f'"gaps": {flow.gaps}, "gap_bytes": {flow.gap_bytes}, "truncated_frames": {flow.truncated_frames}, '
         f'"verdict": {_text(str(flow.verdict))}, "reason": {_text(flow.reason)}}}'
     )
+
+
+def _checks_to_list(checks: tuple[Check, ...]) -> list[dict[str, str]]:
+    return [{"name": check.name, "status": check.status.value, "detail": check.detail} for check in checks]
 
 
 def _maybe_text(value: str | None) -> str:

@@ -170,7 +170,9 @@ class CaptureReader:
         self.close()
 
     def close(self) -> None:
-        self._frames = None
+        if self._frames is not None:
+            self._frames.close()  # explicitly: the same in both builds (see _frames)
+            self._frames = None
         self._hash.close()
         self._file.close()
 
