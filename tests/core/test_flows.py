@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.traffic import Endpoints, Frame, Message, tcp_frames, tls_conversation
 from verifier.core import model
-from verifier.core.flows import Analyzer, AnalyzerConfig, _Conclusion
+from verifier.core.flows import Analyzer, AnalyzerConfig
 from verifier.core.model import FlowRecord, Verdict
 
 HTTP_GET = b"GET /orders/42 HTTP/1.1\r\nHost: orders.internal\r\nAuthorization: Bearer s3cr3t\r\n\r\n"
@@ -319,16 +319,3 @@ def test_the_time_range_covers_inputs_given_out_of_time_order() -> None:
     coverage = analyzer.coverage()
     assert coverage.first_timestamp == earlier[0][0]
     assert coverage.last_timestamp == later[-1][0]
-
-
-def test_the_conclusion_fills_flow_records_in_field_order() -> None:
-    """Analyzer._record passes a conclusion's fields positionally, between the flow's and the counters'."""
-    names = [field.name for field in dataclasses.fields(FlowRecord)]
-    conclusion = list(_Conclusion._fields)
-    start = names.index(conclusion[0])
-    assert names[:start] == ["client", "server", "vni", "first_seen", "last_seen", "role_rule", "midstream"]
-    assert names[start : start + len(conclusion) - 2] == conclusion[:-2]
-    assert names[start + len(conclusion) - 2 :] == [
-        "packets_client", "packets_server", "bytes_client", "bytes_server", "retransmissions",
-        "out_of_order", "gaps", "gap_bytes", "truncated_frames", *conclusion[-2:],
-    ]  # fmt: skip

@@ -96,6 +96,37 @@ class Classification:
     alerts: tuple[str, ...] = ()
     evidence_truncated: bool = False
 
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        category: str,
+        evidence: str,
+        protocol: str | None = None,
+        upgrade_from: str | None = None,
+        client_hello: ClientHello | None = None,
+        server_hello: ServerHello | None = None,
+        hello_retry_request: bool = False,
+        server_certificates: tuple[bytes, ...] = (),
+        client_certificates: tuple[bytes, ...] = (),
+        chain_source: str | None = None,
+        chain_note: str | None = None,
+        alerts: tuple[str, ...] = (),
+        evidence_truncated: bool = False,
+    ) -> None:
+        object.__setattr__(self, "category", category)
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "upgrade_from", upgrade_from)
+        object.__setattr__(self, "client_hello", client_hello)
+        object.__setattr__(self, "server_hello", server_hello)
+        object.__setattr__(self, "hello_retry_request", hello_retry_request)
+        object.__setattr__(self, "server_certificates", server_certificates)
+        object.__setattr__(self, "client_certificates", client_certificates)
+        object.__setattr__(self, "chain_source", chain_source)
+        object.__setattr__(self, "chain_note", chain_note)
+        object.__setattr__(self, "alerts", alerts)
+        object.__setattr__(self, "evidence_truncated", evidence_truncated)
+
     @property
     def handshake_seen(self) -> bool:
         return self.client_hello is not None or self.server_hello is not None

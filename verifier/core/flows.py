@@ -15,7 +15,6 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from verifier.core.chains import Check
 from verifier.core.classify import Classification, FlowClassifier
@@ -50,7 +49,8 @@ class AnalyzerConfig:
     sweep_interval: float = 1.0  # seconds of capture time between eviction passes
 
 
-class _Conclusion(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class _Conclusion:
     """The classification-derived part of a FlowRecord (same field names)."""
 
     handshake_seen: bool
@@ -76,6 +76,57 @@ class _Conclusion(NamedTuple):
     identity_checks: tuple[Check, ...]
     verdict: Verdict
     reason: str
+
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        handshake_seen: bool,
+        category: str,
+        protocol: str | None,
+        upgrade_from: str | None,
+        tls_version: str | None,
+        cipher_suite: int | None,
+        cipher_suite_name: str | None,
+        sni: str | None,
+        alpn: str | None,
+        alpn_offered: tuple[str, ...],
+        ja4: str | None,
+        hello_retry_request: bool,
+        server_certificates: tuple[str, ...],
+        client_certificates: tuple[str, ...],
+        chain_source: str | None,
+        chain_note: str | None,
+        alerts: tuple[str, ...],
+        evidence: str,
+        evidence_truncated: bool,
+        identity: Verdict | None,
+        identity_checks: tuple[Check, ...],
+        verdict: Verdict,
+        reason: str,
+    ) -> None:
+        object.__setattr__(self, "handshake_seen", handshake_seen)
+        object.__setattr__(self, "category", category)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "upgrade_from", upgrade_from)
+        object.__setattr__(self, "tls_version", tls_version)
+        object.__setattr__(self, "cipher_suite", cipher_suite)
+        object.__setattr__(self, "cipher_suite_name", cipher_suite_name)
+        object.__setattr__(self, "sni", sni)
+        object.__setattr__(self, "alpn", alpn)
+        object.__setattr__(self, "alpn_offered", alpn_offered)
+        object.__setattr__(self, "ja4", ja4)
+        object.__setattr__(self, "hello_retry_request", hello_retry_request)
+        object.__setattr__(self, "server_certificates", server_certificates)
+        object.__setattr__(self, "client_certificates", client_certificates)
+        object.__setattr__(self, "chain_source", chain_source)
+        object.__setattr__(self, "chain_note", chain_note)
+        object.__setattr__(self, "alerts", alerts)
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "evidence_truncated", evidence_truncated)
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "identity_checks", identity_checks)
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "reason", reason)
 
 
 class _Half(DirectionReassembler):
@@ -413,28 +464,46 @@ class Analyzer:
     def _record(self, flow: _Flow, found: _Conclusion) -> FlowRecord:
         client, server = (flow.a, flow.b) if flow.client_is_a else (flow.b, flow.a)
         vni, client_address, server_address = _endpoints(flow.key_a if flow.client_is_a else flow.key_b)
-        # Positional: passing the conclusion's 23 fields by keyword cost more than the rest of the eviction.
-        # FlowRecord's fields are the ones below with the conclusion's in place (a test checks the order).
         return FlowRecord(
-            client_address,
-            server_address,
-            vni,
-            flow.first_ts,
-            flow.last_ts,
-            flow.role_rule,
-            flow.midstream,
-            *found[:-2],
-            client.packets,
-            server.packets,
-            client.payload_bytes,
-            server.payload_bytes,
-            client.retransmissions + server.retransmissions,
-            client.out_of_order + server.out_of_order,
-            client.gaps + server.gaps,
-            client.gap_bytes + server.gap_bytes,
-            flow.truncated_frames,
-            found.verdict,
-            found.reason,
+            client=client_address,
+            server=server_address,
+            vni=vni,
+            first_seen=flow.first_ts,
+            last_seen=flow.last_ts,
+            role_rule=flow.role_rule,
+            midstream=flow.midstream,
+            handshake_seen=found.handshake_seen,
+            category=found.category,
+            protocol=found.protocol,
+            upgrade_from=found.upgrade_from,
+            tls_version=found.tls_version,
+            cipher_suite=found.cipher_suite,
+            cipher_suite_name=found.cipher_suite_name,
+            sni=found.sni,
+            alpn=found.alpn,
+            alpn_offered=found.alpn_offered,
+            ja4=found.ja4,
+            hello_retry_request=found.hello_retry_request,
+            server_certificates=found.server_certificates,
+            client_certificates=found.client_certificates,
+            chain_source=found.chain_source,
+            chain_note=found.chain_note,
+            alerts=found.alerts,
+            evidence=found.evidence,
+            evidence_truncated=found.evidence_truncated,
+            identity=found.identity,
+            identity_checks=found.identity_checks,
+            packets_client=client.packets,
+            packets_server=server.packets,
+            bytes_client=client.payload_bytes,
+            bytes_server=server.payload_bytes,
+            retransmissions=client.retransmissions + server.retransmissions,
+            out_of_order=client.out_of_order + server.out_of_order,
+            gaps=client.gaps + server.gaps,
+            gap_bytes=client.gap_bytes + server.gap_bytes,
+            truncated_frames=flow.truncated_frames,
+            verdict=found.verdict,
+            reason=found.reason,
         )
 
     def _register(self, chain: tuple[bytes, ...]) -> tuple[str, ...]:

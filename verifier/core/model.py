@@ -78,6 +78,89 @@ class FlowRecord:
     verdict: Verdict
     reason: str
 
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        client: str,
+        server: str,
+        vni: int | None,
+        first_seen: float,
+        last_seen: float,
+        role_rule: str,
+        midstream: bool,
+        handshake_seen: bool,
+        category: str,
+        protocol: str | None,
+        upgrade_from: str | None,
+        tls_version: str | None,
+        cipher_suite: int | None,
+        cipher_suite_name: str | None,
+        sni: str | None,
+        alpn: str | None,
+        alpn_offered: tuple[str, ...],
+        ja4: str | None,
+        hello_retry_request: bool,
+        server_certificates: tuple[str, ...],
+        client_certificates: tuple[str, ...],
+        chain_source: str | None,
+        chain_note: str | None,
+        alerts: tuple[str, ...],
+        evidence: str,
+        evidence_truncated: bool,
+        identity: Verdict | None,
+        identity_checks: tuple[Check, ...],
+        packets_client: int,
+        packets_server: int,
+        bytes_client: int,
+        bytes_server: int,
+        retransmissions: int,
+        out_of_order: int,
+        gaps: int,
+        gap_bytes: int,
+        truncated_frames: int,
+        verdict: Verdict,
+        reason: str,
+    ) -> None:
+        object.__setattr__(self, "client", client)
+        object.__setattr__(self, "server", server)
+        object.__setattr__(self, "vni", vni)
+        object.__setattr__(self, "first_seen", first_seen)
+        object.__setattr__(self, "last_seen", last_seen)
+        object.__setattr__(self, "role_rule", role_rule)
+        object.__setattr__(self, "midstream", midstream)
+        object.__setattr__(self, "handshake_seen", handshake_seen)
+        object.__setattr__(self, "category", category)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "upgrade_from", upgrade_from)
+        object.__setattr__(self, "tls_version", tls_version)
+        object.__setattr__(self, "cipher_suite", cipher_suite)
+        object.__setattr__(self, "cipher_suite_name", cipher_suite_name)
+        object.__setattr__(self, "sni", sni)
+        object.__setattr__(self, "alpn", alpn)
+        object.__setattr__(self, "alpn_offered", alpn_offered)
+        object.__setattr__(self, "ja4", ja4)
+        object.__setattr__(self, "hello_retry_request", hello_retry_request)
+        object.__setattr__(self, "server_certificates", server_certificates)
+        object.__setattr__(self, "client_certificates", client_certificates)
+        object.__setattr__(self, "chain_source", chain_source)
+        object.__setattr__(self, "chain_note", chain_note)
+        object.__setattr__(self, "alerts", alerts)
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "evidence_truncated", evidence_truncated)
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "identity_checks", identity_checks)
+        object.__setattr__(self, "packets_client", packets_client)
+        object.__setattr__(self, "packets_server", packets_server)
+        object.__setattr__(self, "bytes_client", bytes_client)
+        object.__setattr__(self, "bytes_server", bytes_server)
+        object.__setattr__(self, "retransmissions", retransmissions)
+        object.__setattr__(self, "out_of_order", out_of_order)
+        object.__setattr__(self, "gaps", gaps)
+        object.__setattr__(self, "gap_bytes", gap_bytes)
+        object.__setattr__(self, "truncated_frames", truncated_frames)
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "reason", reason)
+
 
 @dataclass(frozen=True, slots=True)
 class VniCoverage:

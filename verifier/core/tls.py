@@ -67,6 +67,12 @@ class RecordHeader:
     version: int
     length: int
 
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(self, content_type: int, version: int, length: int) -> None:
+        object.__setattr__(self, "content_type", content_type)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "length", length)
+
 
 @dataclass(frozen=True, slots=True)
 class ClientHello:
@@ -83,6 +89,35 @@ class ClientHello:
     has_ech: bool
     sslv2_format: bool
 
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        legacy_version: int,
+        random: bytes,
+        session_id: bytes,
+        cipher_suites: tuple[int, ...],
+        extension_types: tuple[int, ...],
+        sni: str | None,
+        alpn: tuple[str, ...],
+        supported_versions: tuple[int, ...],
+        signature_algorithms: tuple[int, ...],
+        supported_groups: tuple[int, ...],
+        has_ech: bool,
+        sslv2_format: bool,
+    ) -> None:
+        object.__setattr__(self, "legacy_version", legacy_version)
+        object.__setattr__(self, "random", random)
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "cipher_suites", cipher_suites)
+        object.__setattr__(self, "extension_types", extension_types)
+        object.__setattr__(self, "sni", sni)
+        object.__setattr__(self, "alpn", alpn)
+        object.__setattr__(self, "supported_versions", supported_versions)
+        object.__setattr__(self, "signature_algorithms", signature_algorithms)
+        object.__setattr__(self, "supported_groups", supported_groups)
+        object.__setattr__(self, "has_ech", has_ech)
+        object.__setattr__(self, "sslv2_format", sslv2_format)
+
 
 @dataclass(frozen=True, slots=True)
 class ServerHello:
@@ -95,6 +130,29 @@ class ServerHello:
     negotiated_version: int  # selected_version or legacy_version, drafts mapped to 0x0304
     is_hello_retry_request: bool
     alpn: str | None  # as safe text
+
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        legacy_version: int,
+        random: bytes,
+        session_id: bytes,
+        cipher_suite: int,
+        extension_types: tuple[int, ...],
+        selected_version: int | None,
+        negotiated_version: int,
+        is_hello_retry_request: bool,
+        alpn: str | None,
+    ) -> None:
+        object.__setattr__(self, "legacy_version", legacy_version)
+        object.__setattr__(self, "random", random)
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "cipher_suite", cipher_suite)
+        object.__setattr__(self, "extension_types", extension_types)
+        object.__setattr__(self, "selected_version", selected_version)
+        object.__setattr__(self, "negotiated_version", negotiated_version)
+        object.__setattr__(self, "is_hello_retry_request", is_hello_retry_request)
+        object.__setattr__(self, "alpn", alpn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +169,31 @@ class TlsDirectionState:
     record_versions: tuple[int, ...]  # distinct record-layer versions in order of first sight (SSLv2: 0x0002)
     bytes_parsed: int  # stream offset up to which complete records were consumed
     truncated_certificate: bool  # a Certificate message has started and is not complete yet
+
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(
+        self,
+        client_hellos: tuple[ClientHello, ...],
+        server_hellos: tuple[ServerHello, ...],
+        certificates: tuple[bytes, ...],
+        handshake_types: tuple[int, ...],
+        change_cipher_spec: bool,
+        encrypted_records: int,
+        alerts: tuple[tuple[int, int], ...],
+        record_versions: tuple[int, ...],
+        bytes_parsed: int,
+        truncated_certificate: bool,
+    ) -> None:
+        object.__setattr__(self, "client_hellos", client_hellos)
+        object.__setattr__(self, "server_hellos", server_hellos)
+        object.__setattr__(self, "certificates", certificates)
+        object.__setattr__(self, "handshake_types", handshake_types)
+        object.__setattr__(self, "change_cipher_spec", change_cipher_spec)
+        object.__setattr__(self, "encrypted_records", encrypted_records)
+        object.__setattr__(self, "alerts", alerts)
+        object.__setattr__(self, "record_versions", record_versions)
+        object.__setattr__(self, "bytes_parsed", bytes_parsed)
+        object.__setattr__(self, "truncated_certificate", truncated_certificate)
 
 
 # ---------------------------------------------------------------------------------------------------------
