@@ -128,7 +128,7 @@ def flow_json(flow: FlowRecord) -> str:
     suite = flow.cipher_suite
     suite_text = "null" if suite is None else f'"0x{suite:04x}"'
     identity = flow.identity
-    checks = _FLOW_ENCODER.encode(_checks_to_list(flow.identity_checks))
+    checks = _FLOW_ENCODER.encode(_checks_to_list(flow.identity_checks)) if flow.identity_checks else "[]"
     # str() of a StrEnum (verdicts) is its value, without the Python-level property behind .value.
     return (
         f'{{"client": {_text(flow.client)}, "server": {_text(flow.server)}, '
@@ -165,6 +165,8 @@ def _maybe_text(value: str | None) -> str:
 
 
 def _texts(values: tuple[str, ...]) -> str:
+    if not values:
+        return "[]"
     return "[" + ", ".join([_text(value) for value in values]) + "]"
 
 
@@ -241,7 +243,7 @@ def _utc(timestamp: float) -> str:
         # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits.
         text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
         _SECOND_TEXT[second] = text
-    return f"{text}.{micro:06d}Z"
+    return f"{text}.{str(1_000_000 + micro)[1:]}Z"  # six digits, without a format spec to parse
 
 
 def report_from_dict(data: dict[str, Any]) -> Report:
