@@ -54,10 +54,21 @@ class Identified:
     evidence: str  # short human text; bytes shown are escaped (they are attacker-controlled)
     upgrade: Upgrade | None  # set only when the switch to TLS was accepted (or, for MySQL, requested)
 
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(self, protocol: str, encrypted: bool, evidence: str, upgrade: Upgrade | None) -> None:
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "encrypted", encrypted)
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "upgrade", upgrade)
+
 
 @dataclass(frozen=True, slots=True)
 class Unidentified:
     reason: str
+
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(self, reason: str) -> None:
+        object.__setattr__(self, "reason", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,11 @@ class _Hit:
 
     protocol: str
     evidence: str
+
+    # Written out: compiled, the generated one would run interpreted (tests/test_dataclasses.py).
+    def __init__(self, protocol: str, evidence: str) -> None:
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "evidence", evidence)
 
 
 # A signature check's answer: a hit, False (ruled out whatever bytes follow), or None (wait for more bytes).

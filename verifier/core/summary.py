@@ -18,10 +18,10 @@ class SummaryBuilder:
         self.by_identity: Counter[str] = Counter()
 
     def add(self, record: FlowRecord) -> None:
-        self.by_verdict[record.verdict.value] += 1
+        self.by_verdict[str(record.verdict)] += 1  # str(), not .value: a property run interpreted
         self.by_category[record.category] += 1
         if record.identity is not None:
-            self.by_identity[record.identity.value] += 1
+            self.by_identity[str(record.identity)] += 1
         elif record.tls_version is not None:
             self.by_identity[NOT_OBSERVED] += 1
 

@@ -66,7 +66,7 @@ class ReportOutputs:
         self._console = console
         self._json = JsonReportWriter(targets["json"], schema_version) if "json" in targets else None
         self._worst = WorstFlows(max_rows) if "table" in targets else None
-        self._groups = FlowGroups() if grouped or _GROUPED & targets.keys() else None
+        self._groups = FlowGroups() if grouped or not _GROUPED.isdisjoint(targets) else None
         self._kept: list[FlowRecord] | None = [] if "html" in targets else None
 
     def sink(self, record: FlowRecord) -> None:
