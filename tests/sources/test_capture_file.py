@@ -495,6 +495,13 @@ def test_unusable_files_are_input_errors_with_the_os_reason(tmp_path: Path) -> N
         open_capture(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc/self/mem")
+def test_a_read_error_is_an_input_error_with_the_os_reason() -> None:
+    # /proc/self/mem read at offset 0 (never mapped) fails with EIO: a real read error.
+    with pytest.raises(InputError, match=r"/proc/self/mem: cannot read capture: Input/output error"):
+        open_capture(Path("/proc/self/mem"))
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_PCAP)
