@@ -204,16 +204,22 @@ class TlsDirectionState:
 # it covers are read, so short or overlong input is a ParseError, never an IndexError.
 
 
-@functools.lru_cache(maxsize=256)
-def _uint16_list_struct(count: int) -> struct.Struct:
-    return struct.Struct(f">{count}H")
+# A plain dict, not functools.lru_cache: compiled (mypyc), a call through lru_cache's wrapper cost more than
+# the unpacking. Bounded: counts come from the wire.
+_UINT16_LIST_STRUCTS: dict[int, struct.Struct] = {}
 
 
 def _uint16s(data: bytes, start: int, end: int, what: str) -> tuple[int, ...]:
     """The 16-bit values in ``data[start:end]`` (``end`` within ``data``)."""
     if (end - start) % 2:
         raise ParseError(f"{what}: odd length {end - start} for a list of 16-bit values")
-    return _uint16_list_struct((end - start) >> 1).unpack_from(data, start)
+    count = (end - start) >> 1
+    unpacker = _UINT16_LIST_STRUCTS.get(count)
+    if unpacker is None:
+        if len(_UINT16_LIST_STRUCTS) >= 256:
+            _UINT16_LIST_STRUCTS.clear()
+        unpacker = _UINT16_LIST_STRUCTS[count] = struct.Struct(f">{count}H")
+    return unpacker.unpack_from(data, start)
 
 
 # Bytes safe text keeps as they are: printable ASCII except the backslash.
@@ -306,9 +312,6 @@ def looks_like_tls(data: bytes | bytearray) -> bool:
 # Hellos and certificates
 
 
-_EXTENSION_HEADER = struct.Struct(">HH")  # type, length
-
-
 def _extensions(body: bytes, pos: int, wanted: frozenset[int], what: str) -> tuple[list[int], dict[int, int]]:
     """The extensions block that ends a hello at ``pos``: the type of each extension, in order, and where
     the data of the first one of each ``wanted`` type starts (its length is in the 2 bytes before). No block
@@ -321,13 +324,12 @@ def _extensions(body: bytes, pos: int, wanted: frozenset[int], what: str) -> tup
     if size - pos < 2 or pos + 2 + (body[pos] << 8 | body[pos + 1]) != size:
         raise ParseError(f"{what}: extensions block length does not match the {size - pos} bytes left")
     pos += 2
-    header = _EXTENSION_HEADER.unpack_from
-    while pos + 4 <= size:
-        ext_type, length = header(body, pos)
+    while pos + 4 <= size:  # type, length: byte by byte, which compiled allocates nothing
+        ext_type = body[pos] << 8 | body[pos + 1]
         types.append(ext_type)
         if ext_type in wanted and ext_type not in first:
             first[ext_type] = pos + 4
-        pos += 4 + length
+        pos += 4 + (body[pos + 2] << 8 | body[pos + 3])
     if pos != size:
         raise ParseError(f"{what}: an extension overruns the extensions block")
     return types, first
