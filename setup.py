@@ -1,8 +1,8 @@
 """Optional compiled build: VERIFIER_COMPILE=1 compiles the analysis engine to C with mypyc.
 
 The pure-Python package (the default, and what the test suite runs) and the compiled one are the same source:
-mypyc compiles these modules as they are, using their type annotations. It roughly halves the time of
-`verifier analyze` on large captures. `scripts/build-native` builds it into .venv-native, and
+mypyc compiles these modules as they are, using their type annotations. It makes `verifier analyze` about
+three times faster on large captures. `scripts/build-native` builds it into .venv-native, and
 tests/test_native_build.py checks that both builds write the same reports.
 """
 
