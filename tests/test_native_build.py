@@ -90,7 +90,10 @@ def test_a_generated_benchmark_capture(native_verifier: Path, tmp_path: Path) ->
 
 
 # The unit tests of the compiled modules and of what drives them.
-UNIT_TESTS = ["tests/core", "tests/sources", "tests/report", "tests/test_analysis.py", "tests/test_corpus.py"]
+UNIT_TESTS = [
+    "tests/core", "tests/sources", "tests/report", "tests/test_analysis.py", "tests/test_corpus.py",
+    "tests/test_dataclasses.py",
+]  # fmt: skip
 
 
 def test_the_unit_tests_pass_against_the_compiled_modules(native_verifier: Path) -> None:

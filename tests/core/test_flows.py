@@ -319,3 +319,22 @@ def test_the_time_range_covers_inputs_given_out_of_time_order() -> None:
     coverage = analyzer.coverage()
     assert coverage.first_timestamp == earlier[0][0]
     assert coverage.last_timestamp == later[-1][0]
+
+
+def test_empty_batches_leave_the_time_range_and_counts_alone() -> None:
+    # The pipeline feeds an empty batch for a capture with no frames (and after an exact multiple of its
+    # batch size): no frame, no time range.
+    analyzer = Analyzer()
+    analyzer.feed([])
+    analyzer.feed(iter(()))
+    empty = analyzer.coverage()
+    assert analyzer.frames == 0
+    assert empty.first_timestamp is None and empty.last_timestamp is None
+    http = [(True, b"GET / HTTP/1.1\r\n\r\n"), (False, b"HTTP/1.1 200 OK\r\n\r\n")]
+    frames = tcp_frames(http, Endpoints(client=("10.1.0.5", 40003)), start=1_000.0)
+    analyzer.feed(frames)
+    analyzer.feed([])
+    analyzer.finish()
+    coverage = analyzer.coverage()
+    assert coverage.frames == len(frames)
+    assert (coverage.first_timestamp, coverage.last_timestamp) == (frames[0][0], frames[-1][0])

@@ -5,8 +5,8 @@ Formats: classic pcap (libpcap's savefile format, draft-ietf-opsawg-pcap) and pc
 never by the file name.
 
 Speed matters here: the whole analysis of a million-packet capture runs in one Python process, so the file
-is read in large chunks and records are cut out of a buffer; per pcap record the work is reading the header
-byte by byte, a bounds check, one slice and one tuple. Memory is bounded by the chunk size and the largest
+is read in large chunks and records are cut out of a buffer with ``struct.unpack_from``; per record the work
+is one unpack, a bounds check, one slice and one tuple. Memory is bounded by the chunk size and the largest
 block, whatever the file size.
 """
 
@@ -128,13 +128,6 @@ class _BackgroundSha256:
     def hexdigest(self) -> str:
         self.close()
         return self._hash.hexdigest()
-
-
-def _uint32(buf: bytes, pos: int, little: bool) -> int:
-    # Byte by byte rather than struct: compiled (mypyc), this allocates nothing (no tuple, no boxed ints).
-    if little:
-        return buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
-    return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
 
 
 def _max_caplen(snaplen: int) -> int:
@@ -331,25 +324,32 @@ class CaptureReader:
             tick = 1 / per_second
             self._interfaces.append(Interface(linktype, snaplen, None, tick))
             max_caplen = _max_caplen(snaplen)
-            little = order == "<"
+            # Record header: ts seconds, ts fraction (us or ns), captured length, original length. One unpack,
+            # not byte-by-byte reads: those saved the compiled build 3% of its instructions but cost the pure
+            # one 14% (callgrind, 100k-packet bench).
+            unpack = struct.Struct(order + "IIII").unpack_from
+            # Typed, because unpack_from's tuple is not: compiled (mypyc), the arithmetic on them is native.
+            seconds: int
+            fraction: int
+            caplen: int
+            orig_len: int
             base = 0  # stream offset of buf[0]
             pos = 24
             end_buf = len(buf)
             while True:
-                # Record header: ts seconds, ts fraction (us or ns), captured length, original length.
-                if end_buf - pos < 16:
+                try:
+                    seconds, fraction, caplen, orig_len = unpack(buf, pos)
+                except struct.error:  # fewer than 16 bytes left in the buffer
                     more = next(chunks, None)
                     if more is None:
                         if pos == end_buf:
                             return
-                        raise self._truncated("the file ends inside a record header", base + pos)
+                        raise self._truncated("the file ends inside a record header", base + pos) from None
                     base += pos
                     buf = buf[pos:] + more
                     pos = 0
                     end_buf = len(buf)
                     continue
-                seconds = _uint32(buf, pos, little)
-                caplen = _uint32(buf, pos + 8, little)
                 start = pos + record_header_len
                 end = start + caplen
                 if end > end_buf or caplen > max_caplen:
@@ -369,12 +369,7 @@ class CaptureReader:
                     pos = 0
                     end_buf = len(buf)
                     continue
-                yield (
-                    seconds + _uint32(buf, pos + 4, little) * tick,
-                    linktype,
-                    buf[start:end],
-                    _uint32(buf, pos + 12, little),
-                )
+                yield seconds + fraction * tick, linktype, buf[start:end], orig_len
                 pos = end
         finally:
             self._frames_state = "done"
