@@ -208,7 +208,7 @@ class Analyzer:
         flows = self._flows
         next_sweep = self._next_sweep
         count = 0
-        ts = batch_first = 0.0
+        ts = batch_first = 0.0  # placeholders, read only once a frame has come (count)
         try:
             for ts, linktype, frame, _length in frames:
                 if not count:
