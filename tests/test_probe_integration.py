@@ -18,7 +18,7 @@ from tests.traffic import Endpoints, make_pki, tcp_frames, tls_conversation, wri
 from verifier.analysis import Judging, analyze_files
 from verifier.core.chains import TrustAnchors
 from verifier.core.model import Verdict
-from verifier.probe import ProbeTarget, probe
+from verifier.probe import ProbeResult, ProbeTarget, probe
 
 SNI = "api.internal.example"
 
@@ -123,11 +123,10 @@ def test_probe_command_on_a_closed_port_is_inconclusive() -> None:
     assert (report["ok"], report["verdict"]) == (False, "INCONCLUSIVE") and "refused" in report["error"]
 
 
-def postgres_like_server(
-    tmp_path: Path, answer: bytes
-) -> tuple[socket.socket, threading.Thread, list[bytes]]:
-    """One connection of a server that reads PostgreSQL's SSLRequest, answers ``answer`` and, after b"S",
-    does a TLS handshake with make_pki()'s chain, as PostgreSQL with ssl=on does."""
+def probe_postgres_like_server(tmp_path: Path, answer: bytes) -> tuple[ProbeResult, list[bytes]]:
+    """Probe (as an upgrade from pgsql) one connection of a server that reads PostgreSQL's SSLRequest,
+    answers ``answer`` and, after b"S", does a TLS handshake with make_pki()'s chain, as PostgreSQL with
+    ssl=on does; return the probe's result and what the server received."""
     pki = make_pki()
     (tmp_path / "pg-chain.pem").write_bytes(pki.chain_pem)
     (tmp_path / "pg-key.pem").write_bytes(pki.key_pem)
@@ -152,24 +151,20 @@ def postgres_like_server(
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return listener, thread, requests
-
-
-def test_a_postgres_server_is_asked_for_tls_first(tmp_path: Path) -> None:
-    listener, thread, requests = postgres_like_server(tmp_path, b"S")
     with listener:
         port = listener.getsockname()[1]
         result = probe(ProbeTarget("127.0.0.1", port, None, upgrade_from="pgsql"), timeout=5)
         thread.join(10)
+    return result, requests
+
+
+def test_a_postgres_server_is_asked_for_tls_first(tmp_path: Path) -> None:
+    result, requests = probe_postgres_like_server(tmp_path, b"S")
     # SSLRequest, as PostgreSQL's protocol documentation gives it: length 8, code 80877103 (1234, 5679).
     assert requests == [bytes.fromhex("0000000804d2162f")]
     assert result.ok and len(result.certificates) == 2, result.error
 
 
 def test_a_postgres_server_without_tls_is_said_so(tmp_path: Path) -> None:
-    listener, thread, _ = postgres_like_server(tmp_path, b"N")
-    with listener:
-        port = listener.getsockname()[1]
-        result = probe(ProbeTarget("127.0.0.1", port, None, upgrade_from="pgsql"), timeout=5)
-        thread.join(10)
+    result, _ = probe_postgres_like_server(tmp_path, b"N")
     assert not result.ok and "answered the SSLRequest with 'N'" in str(result.error)
